@@ -1,0 +1,115 @@
+"""The demo served over HTTP with the vault on: what `mcp-core serve` runs with no target.
+
+The demo server of `demo.py`, plus one tool that needs a per-user credential: `fortune` asks
+for a (pretend) API key of a fortune service through the relay form at `/relay`, keeps it
+encrypted in the vault, and works once it is there. The vault lives in the embedded SQLite
+store (`$XDG_DATA_HOME/mcp-core/vault.sqlite3`, or `MCP_CORE_VAULT_STORE`), sealed with the
+keys in `KEYRING_SECRET` (`mcp-core keys generate` makes one; `scripts/serve.sh` keeps one for
+the demo). Without a valid `KEYRING_SECRET` the demo refuses to start: credentials are never
+kept in the clear.
+
+The demo has no authorization server yet, so every session is the local user (the
+`anonymous_subject` "local") and the relay form is served on the same loopback server.
+"""
+
+from __future__ import annotations
+
+import os
+import random as _random
+from collections.abc import Mapping
+from typing import Any
+
+from mcp_core.adapters.asgi import create_app
+from mcp_core.adapters.asgi.relay import RelayApp
+from mcp_core.adapters.crypto import CryptographyAead, CryptographyKdf
+from mcp_core.adapters.system import SystemClock, SystemRandom
+from mcp_core.core.services.bootstrap import (
+    Accepted,
+    CredentialBootstrapService,
+    CredentialField,
+    Outcome,
+    Rejected,
+    RemoteRelay,
+)
+from mcp_core.core.services.streamable_http import ResponseMode
+from mcp_core.core.services.vault import Vault
+from mcp_core.core.vault.keys import KeyringError, keyring_from_environ
+
+from ._target import CliError
+from .demo import build_demo_server
+from .vault_cmds import default_store_path, open_credential_store
+
+__all__ = ["FORTUNE_FIELDS", "build_demo_app"]
+
+FORTUNE_FIELDS = (
+    CredentialField(
+        name="api_key",
+        label="Fortune service API key",
+        pattern="demo-[A-Za-z0-9]{4,}",
+        help="Any key of the form demo-XXXX works: this is a demonstration.",
+    ),
+)
+_FORTUNES = (
+    "A well-typed program cannot go wrong.",
+    "The table is the spec.",
+    "Today you will resume a stream you thought was lost.",
+    "Secrets kept sealed are secrets kept.",
+)
+
+
+async def _validate(values: dict[str, str], step: str | None) -> Outcome:
+    key = values.get("api_key", "")
+    if key == "demo-revoked":
+        return Rejected(reason="the fortune service revoked this key", retryable=True)
+    return Accepted(data={"api_key": key})
+
+
+def build_demo_app(
+    *,
+    host: str,
+    port: int,
+    response_mode: ResponseMode = "auto",
+    environ: Mapping[str, str] = os.environ,
+    store: str | None = None,
+) -> Any:
+    """The demo's ASGI app for a server listening on `host:port` (the relay form's URL);
+    `store` names its credential store (else `MCP_CORE_VAULT_STORE`, else the SQLite file)."""
+    try:
+        keyring = keyring_from_environ(environ)
+    except KeyringError as exc:
+        raise CliError(
+            f"the demo keeps credentials encrypted: {exc} (scripts/serve.sh keeps a demo key)"
+        ) from None
+    store_spec = store or environ.get("MCP_CORE_VAULT_STORE") or default_store_path()
+    credential_store = open_credential_store(store_spec)
+    server = build_demo_server()
+    vault = Vault(
+        store=credential_store,
+        keyring=keyring,
+        aead=CryptographyAead(),
+        kdf=CryptographyKdf(),
+        random=SystemRandom(),
+        clock=SystemClock(),
+    )
+    bootstrap = CredentialBootstrapService(
+        server,
+        vault=vault,
+        fields=FORTUNE_FIELDS,
+        validate=_validate,
+        relay=RemoteRelay(f"http://{host}:{port}/relay"),
+        clock=SystemClock(),
+        random=SystemRandom(),
+        anonymous_subject="local",
+    )
+
+    @server.tool()
+    @bootstrap.requires_credentials
+    async def fortune(credentials: dict[str, str]) -> str:
+        """A fortune from the (pretend) fortune service; needs your API key, asked once."""
+        key = credentials["api_key"]
+        pick = _random.Random(key).choice(_FORTUNES)
+        return f"{pick} (fortune service, key ending {key[-4:]})"
+
+    return create_app(
+        server, response_mode=response_mode, extra_routes={"/relay": RelayApp(bootstrap)}
+    )

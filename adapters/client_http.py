@@ -1,0 +1,438 @@
+"""The Streamable HTTP client transport, on httpx.
+
+Spec: MCP 2025-11-25 "Transports" > "Streamable HTTP". Every decision (the headers of a POST,
+GET or DELETE, what a response means, whether and when to resume a stream) is made by
+`mcp_core.core.http.client`; this module only moves bytes with `httpx.AsyncClient` and parses
+event streams with `core/http/sse_parser.SseParser`.
+
+Theory of operation (`HttpClientTransport` implements `core/services/client.ClientTransport`):
+
+- `send(request)` starts one task that POSTs it and reads the answer: a JSON body, or an
+  event stream whose messages (server requests and notifications first, then the response)
+  are handed to `receive()` in order. `send` of a notification or response POSTs it at once
+  and expects 202.
+- The answer to `initialize` carries the session id (`Mcp-Session-Id`) and, in its result, the
+  negotiated protocol version; from then on both go on every request (`MCP-Protocol-Version`
+  included). Once `notifications/initialized` is accepted the standalone GET stream is opened;
+  a 405 means the server offers none, which is fine.
+- A stream that ends or breaks before it delivered its response is resumed with GET and
+  `Last-Event-ID` after the server's `retry` (or a bounded backoff) as `decide_reconnect`
+  says; when it cannot be resumed the request fails with `StreamEnded`, never left waiting.
+  The standalone stream reopens the same way while the transport is open.
+- A 404 on an established session means the server forgot it. This transport does not
+  re-initialize behind the application's back (the server's state for the session, such as
+  subscriptions and log level, is gone, and only the application knows how to rebuild it):
+  the request fails with `SessionExpiredError`, and the application starts a new session.
+- `send` of `notifications/cancelled` also abandons the POST of the request it names.
+- `close()` stops every stream and ends the session with DELETE (bounded; 404 and 405 are
+  fine), then `receive()` ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import httpx
+
+from mcp_core.core.http.client import (
+    Accepted,
+    ClientRequest,
+    ClientSessionState,
+    GiveUp,
+    HttpFailure,
+    JsonMessage,
+    OpenStream,
+    ReconnectPolicy,
+    SessionExpired,
+    StreamNotOffered,
+    classify_delete_response,
+    classify_get_response,
+    classify_post_response,
+    decide_reconnect,
+    delete_request,
+    get_request,
+    message_of_event,
+    post_request,
+)
+from mcp_core.core.http.sse_parser import SseParser
+from mcp_core.core.protocol.jsonrpc import (
+    ErrorResponse,
+    InvalidMessage,
+    Message,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+)
+from mcp_core.core.services.client import ClientError, Incoming, RequestFailed
+
+__all__ = ["HttpClientTransport", "HttpTransportError", "SessionExpiredError", "StreamEnded"]
+
+log = logging.getLogger("mcp_core.client.http")
+
+CLOSE_TIMEOUT: Final = 5.0  # seconds for the DELETE that ends the session
+
+
+class HttpTransportError(ClientError):
+    """An HTTP exchange failed (status, content type, connection)."""
+
+
+class SessionExpiredError(HttpTransportError):
+    """The server answered 404 to our session id: the session is gone; initialize a new one."""
+
+
+class StreamEnded(HttpTransportError):
+    """A response stream ended before its response and could not be resumed."""
+
+
+class HttpClientTransport:
+    """A `ClientTransport` over Streamable HTTP.
+
+    ```python
+    async with HttpClientTransport("http://127.0.0.1:8000/mcp") as transport:
+        async with ClientSession(transport) as session:
+            await session.initialize()
+    ```
+
+    Pass `client` to reuse an `httpx.AsyncClient` (it is not closed here); `headers` go on
+    every request (authorization, say).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        standalone_stream: bool = True,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        self.url = url
+        self._owns_client = client is None
+        # No read timeout: event streams stay open and quiet for as long as a tool runs.
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(connect_timeout, read=None)
+        )
+        self._extra = tuple((k.lower(), v) for k, v in (headers or {}).items())
+        self._policy = reconnect or ReconnectPolicy()
+        self._standalone = standalone_stream
+        self.state = ClientSessionState()
+        self._incoming_send, self._incoming = anyio.create_memory_object_stream[Incoming](
+            max_buffer_size=1024
+        )
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._posts: dict[RequestId, anyio.CancelScope] = {}
+        self._background: set[anyio.CancelScope] = set()
+        self._closed = False
+
+    # ---- lifetime -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> HttpClientTransport:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+        finally:
+            assert self._task_group is not None
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+        return None
+
+    async def close(self) -> None:
+        """Stop the streams, DELETE the session, end `receive()`. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        # Not the task group's own scope: the caller's task runs inside it.
+        for scope in list(self._background):
+            scope.cancel()
+        try:
+            if self.state.session_id is not None:
+                with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                    try:
+                        response = await self._send_http(
+                            delete_request(self.state, extra_headers=self._extra)
+                        )
+                        outcome = classify_delete_response(
+                            response.status_code, response.headers, response.content
+                        )
+                        if isinstance(outcome, HttpFailure):
+                            log.warning("ending the session: %s", outcome.reason)
+                    except httpx.HTTPError as exc:
+                        log.warning("ending the session failed: %s", exc)
+        finally:
+            self._incoming_send.close()
+            if self._owns_client:
+                with anyio.CancelScope(shield=True):
+                    await self._client.aclose()
+
+    # ---- the ClientTransport port ---------------------------------------------------------
+
+    async def receive(self) -> AsyncIterator[Incoming]:
+        async with self._incoming:
+            async for item in self._incoming:
+                yield item
+
+    async def send(self, message: Message) -> None:
+        if self._closed:
+            raise HttpTransportError("the transport is closed")
+        if isinstance(message, Request):
+            assert self._task_group is not None, "use the transport with `async with`"
+            scope = anyio.CancelScope()
+            self._posts[message.id] = scope
+            self._task_group.start_soon(self._in_background, scope, self._post_request, message)
+            return
+        if isinstance(message, Notification) and message.method == "notifications/cancelled":
+            request_id = (message.params or {}).get("requestId")
+            abandoned = self._posts.get(request_id)  # type: ignore[arg-type]
+            if abandoned is not None:
+                abandoned.cancel()
+        await self._post_other(message)
+
+    # ---- HTTP ---------------------------------------------------------------------------
+
+    def _build(self, request: ClientRequest) -> httpx.Request:
+        return self._client.build_request(
+            request.method, self.url, headers=list(request.headers), content=request.body
+        )
+
+    async def _send_http(self, request: ClientRequest) -> httpx.Response:
+        return await self._client.send(self._build(request))
+
+    async def _deliver(self, item: Incoming) -> None:
+        # After close, or once nobody reads: there is no one left to tell.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await self._incoming_send.send(item)
+
+    async def _post_other(self, message: Message) -> None:
+        """POST a notification or a response; the server answers 202."""
+        sent_session = self.state.session_id
+        try:
+            response = await self._send_http(
+                post_request(message, self.state, extra_headers=self._extra)
+            )
+        except httpx.HTTPError as exc:
+            raise HttpTransportError(f"POST failed: {exc}") from exc
+        outcome = classify_post_response(
+            message,
+            response.status_code,
+            response.headers,
+            response.content,
+            session_id=sent_session,
+        )
+        if isinstance(outcome, SessionExpired):
+            raise SessionExpiredError(f"the server no longer knows session {outcome.session_id}")
+        if isinstance(outcome, HttpFailure):
+            raise HttpTransportError(outcome.reason)
+        if (
+            isinstance(outcome, Accepted)
+            and isinstance(message, Notification)
+            and message.method == "notifications/initialized"
+            and self._standalone
+            and self._task_group is not None
+        ):
+            self._task_group.start_soon(
+                self._in_background, anyio.CancelScope(), self._standalone_stream
+            )
+
+    async def _in_background(
+        self, scope: anyio.CancelScope, fn: Callable[..., Awaitable[None]], *args: Any
+    ) -> None:
+        """Run `fn` under `scope`, which `close` cancels."""
+        self._background.add(scope)
+        try:
+            with scope:
+                await fn(*args)
+        finally:
+            self._background.discard(scope)
+
+    async def _post_request(self, request: Request) -> None:
+        try:
+            error = await self._exchange(request)
+            if error is not None:
+                await self._deliver(RequestFailed(request_id=request.id, error=error))
+        finally:
+            self._posts.pop(request.id, None)
+
+    def _adopt(self, request: Request, answer: Response | ErrorResponse) -> None:
+        """Learn the negotiated version from the answer to `initialize`."""
+        if request.method == "initialize" and isinstance(answer, Response):
+            version = answer.result.get("protocolVersion")
+            if isinstance(version, str):
+                self.state = ClientSessionState(
+                    session_id=self.state.session_id, protocol_version=version
+                )
+
+    async def _exchange(self, request: Request) -> Exception | None:
+        """POST one request and deliver what comes back; the error that failed it, if any."""
+        sent_session = None if request.method == "initialize" else self.state.session_id
+        built = self._build(post_request(request, self.state, extra_headers=self._extra))
+        try:
+            response = await self._client.send(built, stream=True)
+        except httpx.HTTPError as exc:
+            return HttpTransportError(f"POST {request.method} failed: {exc}")
+        try:
+            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
+            body = b"" if streaming and response.status_code == 200 else await response.aread()
+            outcome = classify_post_response(
+                request, response.status_code, response.headers, body, session_id=sent_session
+            )
+            if isinstance(outcome, SessionExpired):
+                return SessionExpiredError(
+                    f"{request.method}: the server no longer knows session {outcome.session_id}"
+                    "; initialize a new session"
+                )
+            if isinstance(outcome, HttpFailure):
+                return HttpTransportError(outcome.reason)
+            if isinstance(outcome, Accepted):
+                return HttpTransportError(f"{request.method}: accepted without a response")
+            if request.method == "initialize" and outcome.session_id is not None:
+                self.state = ClientSessionState(session_id=outcome.session_id)
+            if isinstance(outcome, JsonMessage):
+                self._adopt(request, outcome.message)
+                await self._deliver(outcome.message)
+                return None
+            assert isinstance(outcome, OpenStream)
+            parser = SseParser()
+            if await self._read_stream(response, parser, request):
+                return None
+        finally:
+            await response.aclose()
+        return await self._resume(request, parser)
+
+    async def _read_stream(
+        self, response: httpx.Response, parser: SseParser, request: Request | None
+    ) -> bool:
+        """Deliver the stream's messages; True once `request`'s response went by."""
+        try:
+            async for chunk in response.aiter_bytes():
+                for event in parser.feed(chunk):
+                    try:
+                        message = message_of_event(event)
+                    except InvalidMessage as exc:
+                        log.warning("ignoring an invalid message on the stream: %s", exc)
+                        continue
+                    if message is None:
+                        continue
+                    answered = (
+                        request is not None
+                        and isinstance(message, (Response, ErrorResponse))
+                        and message.id == request.id
+                    )
+                    if answered and request is not None:
+                        assert isinstance(message, (Response, ErrorResponse))
+                        self._adopt(request, message)
+                    await self._deliver(message)
+                    if answered:
+                        return True
+        except httpx.HTTPError as exc:
+            log.info("event stream broke: %s", exc)
+        return False
+
+    async def _resume(self, request: Request | None, parser: SseParser) -> Exception | None:
+        """Resume a stream that ended early with GET + Last-Event-ID until it is done.
+
+        For a request: until its response arrived (None) or resuming is hopeless (the
+        error). For the standalone stream (`request` None): while the transport is open.
+        """
+        attempts = 0
+        while True:
+            decision = decide_reconnect(
+                now=time.monotonic(),
+                last_event_id=parser.last_event_id,
+                retry_ms=parser.retry,
+                attempts=attempts,
+                awaiting_response=request is not None,
+                policy=self._policy,
+            )
+            what = request.method if request is not None else "the standalone stream"
+            if isinstance(decision, GiveUp):
+                return StreamEnded(f"{what}: {decision.reason}")
+            await anyio.sleep(decision.delay)
+            attempts = decision.attempt
+            last_id = parser.last_event_id
+            sent_session = self.state.session_id
+            built = self._build(
+                get_request(
+                    self.state, last_event_id=decision.last_event_id, extra_headers=self._extra
+                )
+            )
+            try:
+                response = await self._client.send(built, stream=True)
+            except httpx.HTTPError as exc:
+                log.info("resuming %s failed: %s", what, exc)
+                continue
+            try:
+                ok = response.status_code == 200
+                body = b"" if ok else await response.aread()
+                outcome = classify_get_response(
+                    response.status_code, response.headers, body, session_id=sent_session
+                )
+                if isinstance(outcome, SessionExpired):
+                    return SessionExpiredError(
+                        f"{what}: the server no longer knows session {outcome.session_id}"
+                    )
+                if isinstance(outcome, StreamNotOffered):
+                    return StreamEnded(f"{what}: the server does not offer resumption (405)")
+                if isinstance(outcome, HttpFailure):
+                    log.info("resuming %s: %s", what, outcome.reason)
+                    continue
+                if await self._read_stream(response, parser, request):
+                    return None
+            finally:
+                await response.aclose()
+            if parser.last_event_id != last_id:
+                attempts = 0  # the resumed stream made progress
+
+    async def _standalone_stream(self) -> None:
+        """The GET stream for messages that belong to no request, reopened while open."""
+        sent_session = self.state.session_id
+        built = self._build(get_request(self.state, extra_headers=self._extra))
+        try:
+            response = await self._client.send(built, stream=True)
+        except httpx.HTTPError as exc:
+            log.info("the standalone stream could not be opened: %s", exc)
+            return
+        parser = SseParser()
+        try:
+            ok = response.status_code == 200
+            body = b"" if ok else await response.aread()
+            outcome = classify_get_response(
+                response.status_code, response.headers, body, session_id=sent_session
+            )
+            if isinstance(outcome, StreamNotOffered):
+                return
+            if not isinstance(outcome, OpenStream):
+                log.info("the standalone stream was refused: %s", _describe(outcome))
+                return
+            await self._read_stream(response, parser, None)
+        finally:
+            await response.aclose()
+        error = await self._resume(None, parser)
+        if error is not None:
+            log.info("the standalone stream ended: %s", error)
+
+
+def _describe(outcome: Any) -> str:
+    if isinstance(outcome, HttpFailure):
+        return outcome.reason
+    if isinstance(outcome, SessionExpired):
+        return f"session {outcome.session_id} expired"
+    return type(outcome).__name__

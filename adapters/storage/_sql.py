@@ -1,0 +1,157 @@
+"""What the SQL adapters (SQLite, PostgreSQL) share: schema versions, row codecs, event ids.
+
+Schema versioning. Each adapter keeps, in the table `mcp_core_schema(component, version)`, how
+far each component's tables (`credentials`, `sessions`, `events`) have been migrated. A
+component's migrations are a tuple of steps; step `n` (1-based) takes the schema from version
+`n - 1` to `n`, and its statements run in order inside the transaction that records version `n`.
+The adapter applies what is missing under a lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an
+advisory lock), so two processes starting at once migrate once. A database already at a version
+newer than this code knows is refused with `SchemaTooNew`: an older release must not write
+through tables it does not understand.
+
+Steps are only ever appended: a released step never changes, so a database records exactly which
+statements built it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from mcp_core.ports.credentials import StoreUnavailable
+from mcp_core.ports.sessions import SessionRecord
+
+__all__ = [
+    "SCHEMA_TABLE",
+    "SESSION_COLUMNS",
+    "Migration",
+    "SchemaTooNew",
+    "advisory_key",
+    "check_identifier",
+    "decode_session",
+    "encode_session",
+    "event_id",
+    "parse_event_id",
+    "pending_steps",
+]
+
+SCHEMA_TABLE = "mcp_core_schema"
+
+# One migration step: the statements that take a component one version further.
+Migration = Sequence[str]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database was migrated by a newer mcp-core than this one; upgrade before using it.
+
+    A `StoreUnavailable`, so code written against the port alone still sees a store error, but
+    one that retrying will not cure.
+    """
+
+    def __init__(self, component: str, found: int, known: int) -> None:
+        super().__init__(
+            f"the {component!r} tables are at schema version {found}, but this mcp-core knows "
+            f"only up to version {known}: upgrade mcp-core (or point it at another database)"
+        )
+        self.component = component
+        self.found = found
+        self.known = known
+
+
+def pending_steps(
+    component: str, current: int, steps: Sequence[Migration]
+) -> list[tuple[int, Migration]]:
+    """The (version, statements) still to apply to a component at `current`, in order."""
+    if current > len(steps):
+        raise SchemaTooNew(component, current, len(steps))
+    return [(version, steps[version - 1]) for version in range(current + 1, len(steps) + 1)]
+
+
+def check_identifier(name: str) -> str:
+    """A schema or table name safe to splice into SQL: letters, digits and `_`, at most 63."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a plain SQL identifier (letters, digits and _, at most 63)"
+        )
+    return name
+
+
+def advisory_key(*parts: str) -> int:
+    """A stable signed 64-bit lock key for PostgreSQL's advisory locks."""
+    digest = hashlib.blake2b("\x1f".join(("mcp_core", *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+# ---- sessions ---------------------------------------------------------------------------------
+# The JSON-shaped fields of a session are stored as JSON text (not JSONB: text round-trips every
+# value exactly, and nothing queries inside them).
+
+SESSION_COLUMNS = (
+    "session_id",
+    "protocol_version",
+    "state",
+    "created_at",
+    "last_active",
+    "client_capabilities",
+    "client_info",
+    "subject",
+    "client_id",
+    "log_level",
+    "subscriptions",
+)
+
+
+def encode_session(record: SessionRecord) -> tuple[Any, ...]:
+    """The row of a session record, in `SESSION_COLUMNS` order."""
+    return (
+        record.session_id,
+        record.protocol_version,
+        record.state,
+        record.created_at,
+        record.last_active,
+        orjson.dumps(record.client_capabilities).decode(),
+        None if record.client_info is None else orjson.dumps(record.client_info).decode(),
+        record.subject,
+        record.client_id,
+        record.log_level,
+        orjson.dumps(sorted(record.subscriptions)).decode(),
+    )
+
+
+def decode_session(row: Sequence[Any]) -> SessionRecord:
+    """A session record from a row in `SESSION_COLUMNS` order."""
+    return SessionRecord(
+        session_id=row[0],
+        protocol_version=row[1],
+        state=row[2],
+        created_at=row[3],
+        last_active=row[4],
+        client_capabilities=orjson.loads(row[5]),
+        client_info=None if row[6] is None else orjson.loads(row[6]),
+        subject=row[7],
+        client_id=row[8],
+        log_level=row[9],
+        subscriptions=frozenset(orjson.loads(row[10])),
+    )
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+
+def event_id(stream_id: str, n: int) -> str:
+    """`<stream_id>:<n>`, `n` counting the session's events: ids order within a stream."""
+    return f"{stream_id}:{n}"
+
+
+def parse_event_id(value: str) -> tuple[str, int] | None:
+    """(stream_id, n) of an id this module made; None for anything else."""
+    stream_id, sep, number = value.rpartition(":")
+    if not sep or not number.isascii() or not number.isdigit() or len(number) > 18:
+        return None
+    return stream_id, int(number)

@@ -1,0 +1,1 @@
+"""The official MCP conformance suite (`@modelcontextprotocol/conformance`) against mcp-core."""

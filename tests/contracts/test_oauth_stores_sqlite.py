@@ -1,0 +1,71 @@
+"""The SQLite OAuth stores pass the `ClientStore` and `GrantStore` contracts, each on a fresh
+file; the grant races run over two connections to that file."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_core.adapters.storage.sqlite import SqliteClientStore, SqliteGrantStore
+from mcp_core.ports.contracts._portal import Driver, driver
+from mcp_core.ports.contracts.oauth_stores import ClientStoreContract, GrantStoreContract
+from mcp_core.ports.oauth_stores import ClientStore, GrantStore
+
+
+class _FreshFiles:
+    """Stores on new files in the test's temporary folder, closed when the test ends."""
+
+    @pytest.fixture
+    def run(self, tmp_path: Path) -> Iterator[Driver]:
+        self._folder = tmp_path
+        self._counter = itertools.count()
+        self._stores: list[SqliteClientStore | SqliteGrantStore] = []
+        with driver() as d:
+            try:
+                yield d
+            finally:
+                for store in self._stores:
+                    d(store.close)
+
+    def fresh_path(self) -> Path:
+        return self._folder / "data" / f"store-{next(self._counter)}.sqlite3"
+
+
+class TestSqliteClientStore(_FreshFiles, ClientStoreContract):
+    max_examples = 20  # every example is a new file, every write an fsync
+
+    def make_store(self) -> ClientStore:
+        store = SqliteClientStore(self.fresh_path())
+        self._stores.append(store)
+        return store
+
+
+class TestSqliteGrantStore(_FreshFiles, GrantStoreContract):
+    max_examples = 25
+
+    def make_store(self) -> GrantStore:
+        store = SqliteGrantStore(self.fresh_path())
+        self._stores.append(store)
+        return store
+
+    def open_again(self, store: GrantStore) -> GrantStore:
+        assert isinstance(store, SqliteGrantStore)
+        again = SqliteGrantStore(store.path)
+        self._stores.append(again)
+        return again
+
+
+def test_client_and_grant_stores_share_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "vault.sqlite3"
+    with driver() as run:
+        clients = run.build(lambda: SqliteClientStore(path))
+        grants = run.build(lambda: SqliteGrantStore(path))
+        try:
+            assert run(clients.get, "nobody") is None
+            assert run(grants.is_revoked, "fam") is False
+        finally:
+            run(clients.close)
+            run(grants.close)

@@ -1,0 +1,1 @@
+"""Interoperability: the official MCP SDK clients (Python and TypeScript) against this server."""
