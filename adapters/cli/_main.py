@@ -1,7 +1,7 @@
 """`mcp-core`: the command line.
 
 ```
-mcp-core serve [TARGET] [--host H] [--port P] [--stdio]
+mcp-core serve [TARGET] [--host H] [--port P] [--stdio] [--no-auth]
                [--response-mode auto|json|sse] [--log-level L]
 ```
 
@@ -17,8 +17,9 @@ stdout carries nothing but MCP messages. Logs and warnings go to stderr. Errors 
 a failed import, a port in use) exit with status 1 and one line on stderr, no traceback.
 
 `keys` and `vault` (the credential vault's keys and records) live in `vault_cmds.py`, `config`
-(the resolved settings) in `config_cmds.py`; a subcommand registered there sets
-`run(args) -> int`, which `main` calls.
+(the resolved settings) in `config_cmds.py`, the client commands `tools`, `call`, `resources`
+and `prompts` (a server at a URL, or launched over stdio) in `client_cmds.py`; a subcommand
+registered there sets `run(args) -> int`, which `main` calls.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from typing import Any, cast
 from mcp_core.core.services.streamable_http import ResponseMode
 
 from ._target import CliError, Target, load_target
+from .bridge_cmds import add_bridge_commands
+from .client_cmds import add_client_commands
 from .config_cmds import add_config_commands
 from .vault_cmds import add_vault_commands
 
@@ -76,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     serve.add_argument("target", nargs="?", metavar="TARGET", help="what to serve")
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="the demo without its OAuth authorization server (every session is the local user)",
+    )
     # Defaults live in the configuration (adapters/config.py): an option not given leaves the
     # value to MCP_CORE_* variables, then the config file, then the defaults.
     serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
@@ -102,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_vault_commands(commands)
     add_config_commands(commands)
+    add_client_commands(commands)
+    add_bridge_commands(commands)
     return parser
 
 
@@ -187,7 +197,9 @@ def _serve(args: argparse.Namespace) -> None:
 
         host, store = url_host(settings.host), settings.vault_store
         app = Deferred(
-            lambda port: build_demo_app(host=host, port=port, response_mode=mode, store=store)
+            lambda port: build_demo_app(
+                host=host, port=port, response_mode=mode, store=store, auth=not args.no_auth
+            )
         )
     elif target.server is not None:
         from ..asgi import create_app
