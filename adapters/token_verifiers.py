@@ -44,8 +44,9 @@ from mcp_core.core.services.token_verifiers import (
 )
 from mcp_core.ports.http_client import HttpClient
 from mcp_core.ports.keys import KeySet, TokenRejected, VerificationPolicy
+from mcp_core.ports.oauth_stores import GrantStore, StoreUnavailable
 from mcp_core.ports.system import Clock
-from mcp_core.ports.tokens import AccessTokenInfo, TokenInvalid
+from mcp_core.ports.tokens import AccessTokenInfo, TokenInvalid, VerifierUnavailable
 
 __all__ = ["JWKS_ALGORITHMS", "JwksVerifier", "KeySetVerifier", "parse_jwks"]
 
@@ -58,13 +59,30 @@ _COMPACT_JWS: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]
 
 
 class KeySetVerifier:
-    """Our own access tokens, checked against our `KeySet` at `clock.wall()`."""
+    """Our own access tokens, checked against our `KeySet` at `clock.wall()`.
 
-    def __init__(self, keyset: KeySet, issuer: str, clock: Clock, *, leeway: float = 0.0) -> None:
+    Given the authorization server's `GrantStore` (`grants`), it also keeps the deny-list: a
+    token revoked through RFC 7009 (by `jti`) is refused, and so is every token of a revoked
+    refresh family (a replayed code, a reused refresh token, a revoked refresh token), whose
+    `jti` the server writes as `<family id>.<random>`. Those are store reads on every request:
+    the price of revocation that takes effect before `exp`. A store that is down makes the
+    check fail closed (`VerifierUnavailable`, a 503), never a silent acceptance.
+    """
+
+    def __init__(
+        self,
+        keyset: KeySet,
+        issuer: str,
+        clock: Clock,
+        *,
+        leeway: float = 0.0,
+        grants: GrantStore | None = None,
+    ) -> None:
         self._keyset = keyset
         self._issuer = issuer
         self._clock = clock
         self._leeway = check_leeway(leeway)
+        self._grants = grants
 
     def __repr__(self) -> str:
         return f"KeySetVerifier(issuer={self._issuer!r})"
@@ -75,7 +93,24 @@ class KeySetVerifier:
             claims = verify_access_token(token, self._keyset, policy, now=self._clock.wall())
         except TokenRejected as error:
             raise TokenInvalid(error.reason, str(error)) from None
+        if self._grants is not None:
+            await self._check_not_revoked(claims)
         return token_info(claims, issuer=self._issuer)
+
+    async def _check_not_revoked(self, claims: Mapping[str, Any]) -> None:
+        assert self._grants is not None
+        jti = claims.get("jti")
+        if not isinstance(jti, str):
+            raise TokenInvalid("revoked", "the token has no jti to check revocation by")
+        family_id, dot, _ = jti.partition(".")
+        try:
+            revoked = await self._grants.is_access_revoked(jti, self._clock.wall()) or (
+                bool(dot) and await self._grants.is_revoked(family_id)
+            )
+        except StoreUnavailable as exc:
+            raise VerifierUnavailable(f"the revocation list is unavailable: {exc}") from None
+        if revoked:
+            raise TokenInvalid("revoked", "the token was revoked")
 
 
 @attrs.frozen

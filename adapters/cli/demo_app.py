@@ -8,8 +8,16 @@ keys in `KEYRING_SECRET` (`mcp-core keys generate` makes one; `scripts/serve.sh`
 the demo). Without a valid `KEYRING_SECRET` the demo refuses to start: credentials are never
 kept in the clear.
 
-The demo has no authorization server yet, so every session is the local user (the
-`anonymous_subject` "local") and the relay form is served on the same loopback server.
+The authorization server is on (issue 4): the MCP endpoint at `/mcp` needs an OAuth access
+token, which a client gets from the built-in authorization server on the same origin (RFC 8414
+metadata at `/.well-known/oauth-authorization-server`, dynamic registration, `/authorize` with
+PKCE S256, `/token`, `/revoke`, `/jwks`), discovered through the RFC 9728 metadata the 401
+points to. The demo is a single-user local server: the user is "local" and consent is
+automatic (`LocalUserAuthenticator`, `consent="auto"`). Registered clients and grants live in
+the same store as the vault (SQLite by default), the signing keys in the vault itself
+(`mcp_core.adapters.vault_keyset`), so tokens survive a restart. `auth=False`
+(`mcp-core serve --no-auth`) serves the endpoint without the authorization server, every
+session then being the local user. The relay form at `/relay` is for the local user either way.
 """
 
 from __future__ import annotations
@@ -19,10 +27,15 @@ import random as _random
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from mcp_core.adapters.asgi import create_app
 from mcp_core.adapters.asgi.relay import RelayApp
+from mcp_core.adapters.asgi.secured import create_secured_app
 from mcp_core.adapters.crypto import CryptographyAead, CryptographyKdf
 from mcp_core.adapters.system import SystemClock, SystemRandom
+from mcp_core.adapters.vault_keyset import load_keyset
+from mcp_core.core.services.authorization_server import AuthorizationServer
 from mcp_core.core.services.bootstrap import (
     Accepted,
     CredentialBootstrapService,
@@ -37,7 +50,7 @@ from mcp_core.core.vault.keys import KeyringError, keyring_from_environ
 
 from ._target import CliError
 from .demo import build_demo_server
-from .vault_cmds import default_store_path, open_credential_store
+from .vault_cmds import _close, default_store_path, open_credential_store, open_oauth_stores
 
 __all__ = ["FORTUNE_FIELDS", "build_demo_app"]
 
@@ -71,9 +84,10 @@ def build_demo_app(
     response_mode: ResponseMode = "auto",
     environ: Mapping[str, str] = os.environ,
     store: str | None = None,
+    auth: bool = True,
 ) -> Any:
-    """The demo's ASGI app for a server listening on `host:port` (the relay form's URL);
-    `store` names its credential store (else `MCP_CORE_VAULT_STORE`, else the SQLite file)."""
+    """The demo's ASGI app for a server listening on `host:port` (the relay form's URL and the
+    issuer); `store` names its store (else `MCP_CORE_VAULT_STORE`, else the SQLite file)."""
     try:
         keyring = keyring_from_environ(environ)
     except KeyringError as exc:
@@ -83,14 +97,18 @@ def build_demo_app(
     store_spec = store or environ.get("MCP_CORE_VAULT_STORE") or default_store_path()
     credential_store = open_credential_store(store_spec)
     server = build_demo_server()
-    vault = Vault(
-        store=credential_store,
-        keyring=keyring,
-        aead=CryptographyAead(),
-        kdf=CryptographyKdf(),
-        random=SystemRandom(),
-        clock=SystemClock(),
-    )
+
+    def vault_on(credentials: Any) -> Vault:
+        return Vault(
+            store=credentials,
+            keyring=keyring,
+            aead=CryptographyAead(),
+            kdf=CryptographyKdf(),
+            random=SystemRandom(),
+            clock=SystemClock(),
+        )
+
+    vault = vault_on(credential_store)
     bootstrap = CredentialBootstrapService(
         server,
         vault=vault,
@@ -110,6 +128,40 @@ def build_demo_app(
         pick = _random.Random(key).choice(_FORTUNES)
         return f"{pick} (fortune service, key ending {key[-4:]})"
 
-    return create_app(
-        server, response_mode=response_mode, extra_routes={"/relay": RelayApp(bootstrap)}
+    relay = {"/relay": RelayApp(bootstrap)}
+    if not auth:
+        return create_app(server, response_mode=response_mode, extra_routes=relay)
+    issuer = f"http://{host}:{port}"
+    clients, grants = open_oauth_stores(store_spec)
+    authorization = AuthorizationServer(
+        issuer,
+        clients=clients,
+        grants=grants,
+        keys=_load_keys(vault_on, store_spec, issuer),
+        clock=SystemClock(),
+        random=SystemRandom(),
+        consent="auto",
+        resources={f"{issuer}/mcp"},
     )
+    return create_secured_app(
+        server,
+        resource=f"{issuer}/mcp",
+        authorization=authorization,
+        resource_name="mcp-core demo",
+        response_mode=response_mode,
+        extra_routes=relay,
+    )
+
+
+def _load_keys(vault_on: Any, store_spec: str, issuer: str) -> Any:
+    """The signing keys from the vault, read before the server's event loop exists: through a
+    store of their own, closed afterwards (connections belong to the loop that opened them)."""
+
+    async def load() -> Any:
+        store = open_credential_store(store_spec)
+        try:
+            return await load_keyset(vault_on(store), issuer=issuer, clock=SystemClock())
+        finally:
+            await _close(store)
+
+    return anyio.run(load)

@@ -30,6 +30,8 @@ The store: `--store-url`, else `MCP_CORE_VAULT_STORE`, else the SQLite file unde
 data folder (`$XDG_DATA_HOME/mcp-core/vault.sqlite3`). `open_credential_store` reads:
 `memory:` / `memory:NAME` (this process only), `sqlite:///abs/path`, `sqlite:rel/path` or a
 plain path, `postgresql://...` and `redis://...` (adapters imported on demand).
+`open_oauth_stores` reads the same forms and opens the authorization server's client and grant
+stores.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ if TYPE_CHECKING:
     from mcp_core.core.services.vault import RotationReport, Vault
     from mcp_core.core.vault.keys import Keyring, MasterKey
     from mcp_core.ports.credentials import CredentialRecord, CredentialStore
+    from mcp_core.ports.oauth_stores import ClientStore, GrantStore
 
-__all__ = ["STORE_VARIABLE", "add_vault_commands", "open_credential_store"]
+__all__ = ["STORE_VARIABLE", "add_vault_commands", "open_credential_store", "open_oauth_stores"]
 
 STORE_VARIABLE = "MCP_CORE_VAULT_STORE"
 
@@ -142,6 +145,71 @@ def _build(cls: Any, argument: str, label: str) -> CredentialStore:
         # The label, not the URL: a database URL may carry a password.
         raise CliError(f"cannot open the credential store {label}: {exc}") from None
     return store
+
+
+# ---- the authorization server's stores ---------------------------------------------------------
+
+_MEMORY_OAUTH_STORES: dict[str, tuple[ClientStore, GrantStore]] = {}
+
+_OAUTH_CLASSES = {
+    "sqlite": ("SqliteClientStore", "SqliteGrantStore"),
+    "postgresql": ("PostgresClientStore", "PostgresGrantStore"),
+    "redis": ("RedisClientStore", "RedisGrantStore"),
+}
+
+
+def open_oauth_stores(url_or_path: str) -> tuple[ClientStore, GrantStore]:
+    """The authorization server's `ClientStore` and `GrantStore` for a store spec, in the forms
+    `open_credential_store` reads (the module docstring). `memory:NAME` pairs are shared by name
+    within the process; a SQLite spec may name the vault's own file (the OAuth tables are
+    distinct); PostgreSQL and Redis stores each open their own pool or client from the URL.
+    The caller closes both (`close()`, or `aclose()` for Redis) when done.
+    """
+    spec = url_or_path.strip()
+    if not spec:
+        raise CliError("no OAuth store given")
+    if spec.startswith("memory:"):
+        from mcp_core.adapters.storage.memory import InMemoryClientStore, InMemoryGrantStore
+
+        name = spec.removeprefix("memory:")
+        pair = _MEMORY_OAUTH_STORES.get(name)
+        if pair is None:
+            pair = _MEMORY_OAUTH_STORES[name] = (InMemoryClientStore(), InMemoryGrantStore())
+        return pair
+    scheme, sep, _ = spec.partition("://")
+    if spec.startswith("sqlite:"):
+        path = spec.removeprefix("sqlite://") if sep else spec.removeprefix("sqlite:")
+        if not path:
+            raise CliError(f"{spec!r} names no file: use sqlite:///absolute/path.sqlite3")
+        kind, argument, label = "sqlite", os.path.expanduser(path), spec
+    elif sep:
+        found = _SCHEMES.get(scheme.lower())
+        if found is None:
+            raise CliError(
+                f"unknown OAuth store scheme {scheme!r}: use memory:, sqlite:///path, "
+                "postgresql://... or redis://..."
+            )
+        kind, argument, label = found, spec, f"{scheme}://..."
+    else:
+        kind, argument, label = "sqlite", os.path.expanduser(spec), spec
+    module_name, _, extra = _ADAPTERS[kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise CliError(f"this mcp-core has no {kind} OAuth store") from None
+        hint = f": pip install 'mcp-core[{extra}]'" if extra else ""
+        raise CliError(f"the {kind} OAuth store needs {exc.name}{hint}") from None
+    client_class, grant_class = (getattr(module, name, None) for name in _OAUTH_CLASSES[kind])
+    if client_class is None or grant_class is None:
+        raise CliError(f"this mcp-core has no {kind} OAuth store")
+    try:
+        clients: ClientStore = client_class(argument)
+        grants: GrantStore = grant_class(argument)
+    except (ValueError, OSError) as exc:
+        # The label, not the URL: a database URL may carry a password.
+        raise CliError(f"cannot open the OAuth store {label}: {exc}") from None
+    return clients, grants
 
 
 async def _close(store: object) -> None:

@@ -31,6 +31,7 @@ import attrs
 import httpx
 import orjson
 import pytest
+from oauth_e2e.flow import obtain_tokens
 
 from mcp_core.adapters.cli import _http as cli_http
 from mcp_core.adapters.cli import main
@@ -144,10 +145,17 @@ def _body(response: httpx.Response) -> dict[str, Any]:
 def _initialize_and_call(
     url: str, tool: str, arguments: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Initialize and call `tool`; behind OAuth (the demo), with a token got the way a client
+    gets one (tests/oauth_e2e/flow.py)."""
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
-        init = client.post(url, json=INITIALIZE, headers=HEADERS)
+        headers = dict(HEADERS)
+        init = client.post(url, json=INITIALIZE, headers=headers)
+        if init.status_code == 401:
+            tokens = obtain_tokens(url)
+            headers["authorization"] = f"Bearer {tokens['access_token']}"
+            init = client.post(url, json=INITIALIZE, headers=headers)
         assert init.status_code == 200, init.text
-        session = {**HEADERS, "mcp-session-id": init.headers["mcp-session-id"]}
+        session = {**headers, "mcp-session-id": init.headers["mcp-session-id"]}
         session["mcp-protocol-version"] = "2025-11-25"
         note = client.post(
             url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session

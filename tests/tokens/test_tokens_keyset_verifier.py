@@ -11,8 +11,10 @@ import attrs
 import pytest
 
 from mcp_core.adapters.jwt_keys import InMemoryKeySet
+from mcp_core.adapters.storage.memory import InMemoryGrantStore
 from mcp_core.adapters.token_verifiers import KeySetVerifier
-from mcp_core.ports.tokens import TokenInvalid, TokenVerifier
+from mcp_core.ports.oauth_stores import StoreUnavailable
+from mcp_core.ports.tokens import TokenInvalid, TokenVerifier, VerifierUnavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -147,3 +149,59 @@ async def test_wrong_issuer_and_oversized_tokens_are_refused(
         await verifier.verify(token, resource=RESOURCE)
     with pytest.raises(TokenInvalid, match="too_large"):
         await verifier.verify("a" * 9000, resource=RESOURCE)
+
+
+# ---- the deny-list: tokens revoked before they expire ---------------------------------------
+
+
+class DownGrants(InMemoryGrantStore):
+    """A grant store whose backend is down."""
+
+    async def is_access_revoked(self, jti: str, now: float) -> bool:
+        raise StoreUnavailable("the grant store is down")
+
+
+async def test_a_token_revoked_by_jti_is_refused_until_it_would_expire(
+    keyset: InMemoryKeySet, clock: FakeClock
+) -> None:
+    grants = InMemoryGrantStore()
+    verifier = KeySetVerifier(keyset, ISSUER, clock, grants=grants)
+    token = keyset.sign(claims(jti="fam-1.abc"), headers={"typ": "at+jwt"})
+    other = keyset.sign(claims(jti="fam-1.def"), headers={"typ": "at+jwt"})
+    assert (await verifier.verify(token, resource=RESOURCE)).token_id == "fam-1.abc"
+    await grants.revoke_access("fam-1.abc", T0 + 300)
+    with pytest.raises(TokenInvalid) as refused:
+        await verifier.verify(token, resource=RESOURCE)
+    assert refused.value.reason == "revoked"
+    # Only that token: its sibling of the same family stays valid.
+    assert (await verifier.verify(other, resource=RESOURCE)).token_id == "fam-1.def"
+
+
+async def test_every_token_of_a_revoked_family_is_refused(
+    keyset: InMemoryKeySet, clock: FakeClock
+) -> None:
+    grants = InMemoryGrantStore()
+    verifier = KeySetVerifier(keyset, ISSUER, clock, grants=grants)
+    tokens = [keyset.sign(claims(jti=f"fam-2.{n}"), headers={"typ": "at+jwt"}) for n in range(3)]
+    unrelated = keyset.sign(claims(jti="fam-3.x"), headers={"typ": "at+jwt"})
+    solo = keyset.sign(claims(jti="no-family"), headers={"typ": "at+jwt"})
+    for token in tokens:
+        await verifier.verify(token, resource=RESOURCE)
+    assert await grants.revoke_family("fam-2", "code_replayed")
+    for token in tokens:
+        with pytest.raises(TokenInvalid) as refused:
+            await verifier.verify(token, resource=RESOURCE)
+        assert refused.value.reason == "revoked"
+    await verifier.verify(unrelated, resource=RESOURCE)
+    await verifier.verify(solo, resource=RESOURCE)  # client_credentials: no family to check
+
+
+async def test_the_deny_list_fails_closed_when_the_store_is_down(
+    keyset: InMemoryKeySet, clock: FakeClock
+) -> None:
+    verifier = KeySetVerifier(keyset, ISSUER, clock, grants=DownGrants())
+    token = keyset.sign(claims(jti="fam-4.a"), headers={"typ": "at+jwt"})
+    with pytest.raises(VerifierUnavailable):
+        await verifier.verify(token, resource=RESOURCE)
+    # Without a grant store there is no deny-list to consult: signature and claims only.
+    assert await KeySetVerifier(keyset, ISSUER, clock).verify(token, resource=RESOURCE)
