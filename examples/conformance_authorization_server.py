@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 from mcp_core.adapters.asgi.secured import create_secured_app
+from mcp_core.adapters.http_client import HttpxClient
 from mcp_core.adapters.jwt_keys import InMemoryKeySet
 from mcp_core.adapters.storage.memory import InMemoryClientStore, InMemoryGrantStore
 from mcp_core.adapters.system import SystemClock, SystemRandom
@@ -69,5 +70,7 @@ def build() -> Any:
             )
         ],
         resources={f"{issuer}/mcp"},
+        # Client ID metadata documents (fetched under the default SSRF policy).
+        http=HttpxClient(),
     )
     return create_secured_app(server, resource=f"{issuer}/mcp", authorization=authorization)

@@ -33,6 +33,7 @@ from mcp_core.adapters.asgi import create_app
 from mcp_core.adapters.asgi.relay import RelayApp
 from mcp_core.adapters.asgi.secured import create_secured_app
 from mcp_core.adapters.crypto import CryptographyAead, CryptographyKdf
+from mcp_core.adapters.http_client import HttpxClient
 from mcp_core.adapters.system import SystemClock, SystemRandom
 from mcp_core.adapters.vault_keyset import load_keyset
 from mcp_core.core.services.authorization_server import AuthorizationServer
@@ -142,6 +143,9 @@ def build_demo_app(
         random=SystemRandom(),
         consent="auto",
         resources={f"{issuer}/mcp"},
+        # Client ID metadata documents and `jwks_uri`s, fetched under the default SSRF policy
+        # (public https targets only).
+        http=HttpxClient(),
     )
     return create_secured_app(
         server,

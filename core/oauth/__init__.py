@@ -10,6 +10,8 @@ arrive as arguments. Modules and the RFC sections they implement:
 - `errors`: OAuth error codes and bodies (RFC 6749 5.2).
 - `registration`: dynamic client registration requests (RFC 7591).
 - `claims`: JWT access token claim rules (RFC 9068).
+- `client_assertion`: private_key_jwt client authentication checks (RFC 7523 2.2, 3).
+- `client_id_metadata`: client ID metadata documents (draft-ietf-oauth-client-id-metadata-document).
 """
 
 from .challenges import (
@@ -21,6 +23,20 @@ from .challenges import (
     parse_www_authenticate,
 )
 from .claims import ClaimRule, Verdict, check_access_token, missing_scopes, token_scopes
+from .client_assertion import (
+    JWT_BEARER_ASSERTION_TYPE,
+    AssertionReplayCache,
+    check_assertion_claims,
+    check_assertion_header,
+    parse_assertion_request,
+    usable_jwks,
+)
+from .client_id_metadata import (
+    check_client_id_url,
+    document_lifetime,
+    is_client_id_url,
+    parse_client_id_document,
+)
 from .errors import NO_STORE_HEADERS, OAuthError, error_body, error_json, error_response
 from .metadata import (
     MetadataError,
@@ -47,8 +63,10 @@ from .registration import (
 )
 
 __all__ = [
+    "JWT_BEARER_ASSERTION_TYPE",
     "NO_STORE_HEADERS",
     "S256",
+    "AssertionReplayCache",
     "BearerChallenge",
     "Challenge",
     "ChallengeParseError",
@@ -64,15 +82,22 @@ __all__ = [
     "authorization_server_metadata_url",
     "bearer_challenge",
     "check_access_token",
+    "check_assertion_claims",
+    "check_assertion_header",
+    "check_client_id_url",
     "check_client_metadata",
     "check_code_challenge",
     "check_metadata_issuer",
     "check_redirect_uri",
+    "document_lifetime",
     "error_body",
     "error_json",
     "error_response",
     "format_bearer_challenge",
+    "is_client_id_url",
     "missing_scopes",
+    "parse_assertion_request",
+    "parse_client_id_document",
     "parse_registration_request",
     "parse_www_authenticate",
     "protected_resource_metadata",
@@ -82,5 +107,6 @@ __all__ = [
     "s256_challenge",
     "select_redirect_uri",
     "token_scopes",
+    "usable_jwks",
     "verify_code_verifier",
 ]

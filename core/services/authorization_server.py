@@ -24,22 +24,55 @@ Rules it keeps, and where:
 - Codes, refresh tokens and client secrets are stored as SHA-256 hashes, never in the clear, and
   compared with `hmac.compare_digest` where the comparison is ours.
 
-Relation to the grant machine (`core.machines.authorization_grant`). The machine drives one grant
-whose progress is persisted with compare-and-set; the storage ports of this first version do not
-persist machine progress, so this service enforces the same rules directly on the `GrantStore`'s
-atomic operations (`redeem_code`, `rotate_refresh`). One difference: the port redeems a code before
-its bindings (client, redirect URI, verifier) can be checked, so a failed binding spends the code
-and revokes its family rather than leaving it redeemable. A stolen code is useless without the
-PKCE verifier anyway; burning it is the conservative side.
+Relation to the grant machine (`core.machines.authorization_grant`). The token endpoint's code
+grant is decided by the machine: the code's record in the `GrantStore` is the grant's persisted
+progress in `code_issued`, read without spending it (`peek_code`); the machine judges the
+`CodeRedeemed` event (the code, its deadline, the client, `redirect_uri`, `resource`, PKCE S256)
+and only its `IssueTokens` redeems the code, with the store's atomic `redeem_code` as the
+compare-and-set (of two racing requests one wins; the other is the replay, whose
+`RevokeFamily` the store performs in the same step). So no token is issued without a verified
+PKCE, a code is redeemed once, and a refused redemption leaves the code as it was. Refresh
+rotation keeps the machine's rules (`rotatable`: the current generation, the same client, within
+the idle lifetime; an old generation is reuse and revokes the family) on the store's atomic
+`rotate_refresh`, since the store, not the service, knows which generation an old token was.
 
 Refresh tokens are `<family id>.<random>`: the family id lets the service check the client and
 the idle lifetime before rotating, so a stolen refresh token presented by another client is
 refused without advancing the family. Only the hash of the whole token is stored.
 
-Not in this version: private_key_jwt client authentication, client ID metadata documents, and
-a per-family deny-list for access tokens (a replayed code or a reused refresh token revokes the
-refresh family; its access tokens stay valid until they expire, `access_ttl`, unless revoked one
-by one through RFC 7009).
+Client authentication (RFC 6749 2.3, OAuth 2.1 2.4): none, client_secret_basic,
+client_secret_post and private_key_jwt (RFC 7523 2.2 and 3, RFC 7521 4.2), exactly the one the
+client registered, one method per request. For private_key_jwt the assertion's header and
+claims are judged by `core.oauth.client_assertion` (fixed algorithms RS256/ES256/EdDSA, never
+`none` or HS*; `iss` = `sub` = client_id; `aud` the issuer, the token endpoint or the endpoint
+called; `exp` required, at most five minutes of lifetime, leeway at most 60 s; `jti` required)
+and the signature here with pyjwt, with a key from the client's inline `jwks` or its `jwks_uri`
+(a `JwksCache` per URL through the `HttpClient` port: hourly refresh, rate-limited refetch on
+an unknown `kid`). The `jti` is recorded only after everything else holds, in an
+`AssertionReplayCache` that lives in this process: with several nodes a replay that reaches
+another node within the assertion's lifetime is not caught there (signature, audience and the
+five-minute expiry still bound it).
+
+Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document-00; MCP 2025-11-25
+"Authorization" > "Client ID Metadata Documents"), when an `HttpClient` is given: an https
+client_id is checked (`core.oauth.client_id_metadata.check_client_id_url`), fetched through the
+port (its adapter applies the SSRF policy, re-vets redirects and caps size and time), refused if
+the answer came from another URL (an open redirect on the client's site must not let another
+document speak for it), validated (`parse_client_id_document`, then the registration rules) and
+stored in the `ClientStore` with source "cimd" and a refetch time (`cimd_refresh_at` in the
+stored metadata: `Cache-Control: max-age` clamped to `document_ttl`, default 60 s to 1 day, one
+hour without it). Stored that way, every node behind one store shares the document. A fetch or
+validation failure is answered on the server's own error page at `/authorize` (never a
+redirect) and with `invalid_client` at `/token`, and is remembered in this process for 30 s so
+that a stranger cannot turn each request into an outbound fetch. The consent page shows the
+document's `client_name` together with the host of its URL (the name is self-asserted) and the
+host of the redirect URI, with a warning for a loopback redirect (MCP "Localhost Redirect URI
+Risks"). With `consent="auto"` there is no page: that setting is for one local user.
+
+Not in this version: a per-family deny-list for access tokens kept by this service (a replayed
+code or a reused refresh token revokes the refresh family; `KeySetVerifier` given the
+`GrantStore` refuses that family's access tokens by their `jti`), a shared (cross-node)
+assertion replay cache, and domain allow-lists for client ID metadata documents.
 """
 
 from __future__ import annotations
@@ -50,6 +83,7 @@ import hmac
 import html
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -58,9 +92,39 @@ import attrs
 import jwt
 
 from mcp_core.core.http.messages import HttpResponse
+from mcp_core.core.machines.authorization_grant import (
+    AuthorizationGrant,
+    AuthorizationGrantState,
+    CodeRedeemed,
+    GrantLimits,
+    GrantProgress,
+    IssueTokens,
+    RejectRequest,
+)
+from mcp_core.core.oauth.client_assertion import (
+    ASSERTION_ALGORITHMS,
+    MAX_LEEWAY,
+    AssertionReplayCache,
+    ClientAssertion,
+    UsableJwk,
+    check_assertion_claims,
+    check_assertion_header,
+    parse_assertion_request,
+    usable_jwks,
+)
+from mcp_core.core.oauth.client_id_metadata import (
+    DEFAULT_DOCUMENT_TTL,
+    MAX_DOCUMENT_TTL,
+    MIN_DOCUMENT_TTL,
+    check_client_id_url,
+    document_lifetime,
+    is_client_id_url,
+    parse_client_id_document,
+)
 from mcp_core.core.oauth.errors import (
     ACCESS_DENIED,
     INVALID_CLIENT,
+    INVALID_CLIENT_METADATA,
     INVALID_GRANT,
     INVALID_REQUEST,
     INVALID_SCOPE,
@@ -74,7 +138,7 @@ from mcp_core.core.oauth.errors import (
     error_response,
 )
 from mcp_core.core.oauth.metadata import authorization_server_metadata
-from mcp_core.core.oauth.pkce import check_code_challenge, verify_code_verifier
+from mcp_core.core.oauth.pkce import check_code_challenge
 from mcp_core.core.oauth.redirects import select_redirect_uri
 from mcp_core.core.oauth.registration import (
     ClientMetadata,
@@ -82,6 +146,8 @@ from mcp_core.core.oauth.registration import (
     parse_registration_request,
     registration_response,
 )
+from mcp_core.core.services.token_verifiers import JwksCache
+from mcp_core.ports.http_client import HttpClient, OutboundFailed, OutboundRefused
 from mcp_core.ports.keys import ACCESS_TOKEN_TYP, KeySet, TokenSigningError
 from mcp_core.ports.oauth_stores import (
     ClientStore,
@@ -94,6 +160,7 @@ from mcp_core.ports.oauth_stores import (
     RegisteredClient,
 )
 from mcp_core.ports.system import Clock, Random
+from mcp_core.ports.tokens import VerifierUnavailable
 
 __all__ = [
     "MAX_CODE_TTL",
@@ -121,6 +188,14 @@ _HTML_HEADERS: Final[tuple[tuple[str, str], ...]] = (
 )
 _JSON_NO_STORE: Final = (("content-type", "application/json"), *NO_STORE_HEADERS)
 _PENDING_LIMIT: Final = 1_000
+_SECRET_METHODS: Final = frozenset({"client_secret_basic", "client_secret_post"})
+# Stored with a client ID metadata document's metadata: when to fetch the document again.
+_CIMD_REFRESH_AT: Final = "cimd_refresh_at"
+# A document that could not be fetched or was invalid is not fetched again for this long, so
+# that a stranger cannot turn every request to /authorize into an outbound fetch.
+_CIMD_FAILURE_TTL: Final = 30.0
+_CIMD_FAILURE_LIMIT: Final = 1_024
+_JWKS_CACHE_LIMIT: Final = 256
 
 
 @attrs.frozen(kw_only=True)
@@ -159,6 +234,10 @@ class ConsentRequest:
     client_name: str | None
     scope: str
     resource: str
+    # The host of a client ID metadata document's URL (None for other clients): the one thing
+    # about such a client that is not self-asserted, to show next to its name.
+    client_host: str | None = None
+    redirect_uri: str = ""
 
 
 # A callback answers "approve", "deny" or "ask" (show the consent page).
@@ -168,7 +247,8 @@ ConsentCallback = Callable[[ConsentRequest], Awaitable[Literal["approve", "deny"
 @attrs.frozen(kw_only=True)
 class StaticClient:
     """A client from configuration: RFC 7591 metadata (checked like a registration) and, for a
-    confidential client, its secret."""
+    client_secret_basic or client_secret_post client, its secret (a private_key_jwt client
+    has its `jwks` or `jwks_uri` in the metadata instead)."""
 
     client_id: str
     metadata: Mapping[str, Any]
@@ -180,6 +260,41 @@ class _Client:
     client_id: str
     metadata: ClientMetadata
     secret_hash: str | None
+    source: str = "static"
+
+
+@attrs.frozen
+class _AssertionKey:
+    alg: str
+    key: Any = attrs.field(repr=False)
+
+
+def _load_jwk(usable: UsableJwk) -> _AssertionKey | None:
+    """A registered public JWK as a pyjwt key; None when its numbers are not a valid key."""
+    try:
+        return _AssertionKey(usable.alg, jwt.PyJWK(dict(usable.jwk), algorithm=usable.alg).key)
+    except (jwt.PyJWKError, ValueError, TypeError):
+        return None
+
+
+def _assertion_keys(document: Mapping[str, Any]) -> dict[str, _AssertionKey]:
+    keys = {kid: _load_jwk(usable) for kid, usable in usable_jwks(document).items()}
+    return {kid: key for kid, key in keys.items() if key is not None}
+
+
+def _same_url(fetched: str, wanted: str) -> bool:
+    """Whether the URL that answered is the one asked for (no redirect to elsewhere)."""
+    try:
+        a, b = urlsplit(fetched), urlsplit(wanted)
+        return (a.scheme, a.hostname, a.port or 443, a.path or "/", a.query) == (
+            b.scheme,
+            b.hostname,
+            b.port or 443,
+            b.path or "/",
+            b.query,
+        )
+    except ValueError:
+        return False
 
 
 @attrs.frozen(kw_only=True)
@@ -286,6 +401,12 @@ class AuthorizationServer:
     `<issuer>/authorize`, `/token`, `/register`, `/revoke` and `/jwks`. `resources`, when given,
     is the set of RFC 8707 resources tokens may be issued for (others get `invalid_target`).
     `consent` is "auto" (approve every request: one local user) or a `ConsentCallback`.
+
+    `http`, when given, is the outbound `HttpClient` (its adapter applies the SSRF policy) used
+    for client ID metadata documents (unless `client_id_metadata_documents` is False) and for
+    the `jwks_uri` of private_key_jwt clients. `document_ttl` is (minimum, default, maximum)
+    seconds a fetched document is used before it is fetched again (`Cache-Control: max-age`
+    clamped to that range). `assertion_leeway` is the clock skew allowed on client assertions.
     """
 
     def __init__(
@@ -306,11 +427,25 @@ class AuthorizationServer:
         refresh_ttl: float = 30 * 86_400.0,
         consent_ttl: float = 600.0,
         allow_registration: bool = True,
+        http: HttpClient | None = None,
+        client_id_metadata_documents: bool = True,
+        document_ttl: tuple[float, float, float] = (
+            MIN_DOCUMENT_TTL,
+            DEFAULT_DOCUMENT_TTL,
+            MAX_DOCUMENT_TTL,
+        ),
+        assertion_leeway: float = 30.0,
+        max_assertion_replay_entries: int = 100_000,
     ) -> None:
         if not 0 < code_ttl <= MAX_CODE_TTL:
             raise ValueError(f"code_ttl is above 0 and at most {MAX_CODE_TTL:g} seconds")
         if access_ttl <= 0 or refresh_ttl <= 0 or consent_ttl <= 0:
             raise ValueError("lifetimes must be positive")
+        if not 0 <= assertion_leeway <= MAX_LEEWAY:
+            raise ValueError(f"assertion_leeway is 0 to {MAX_LEEWAY:g} seconds")
+        document_lifetime(
+            None, minimum=document_ttl[0], default=document_ttl[1], maximum=document_ttl[2]
+        )  # raises ValueError for a bad range
         self.issuer = issuer
         base = issuer.rstrip("/")
         self.endpoints = {
@@ -329,8 +464,10 @@ class AuthorizationServer:
                 "none",
                 "client_secret_basic",
                 "client_secret_post",
+                "private_key_jwt",
             ),
-            client_id_metadata_document_supported=False,
+            token_endpoint_auth_signing_alg_values_supported=ASSERTION_ALGORITHMS,
+            client_id_metadata_document_supported=http is not None and client_id_metadata_documents,
         )
         self.clients = clients
         self.grants = grants
@@ -340,15 +477,29 @@ class AuthorizationServer:
         self.consent = consent
         self.resources = frozenset(resources) if resources is not None else None
         self.code_ttl = code_ttl
+        self._grant_limits = GrantLimits(
+            code_lifetime=code_ttl, consent_lifetime=consent_ttl, refresh_lifetime=refresh_ttl
+        )
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.consent_ttl = consent_ttl
         self.allow_registration = allow_registration
+        self.http = http
+        self.cimd_enabled = http is not None and client_id_metadata_documents
+        self.document_ttl = document_ttl
+        self.assertion_leeway = float(assertion_leeway)
+        self._replays = AssertionReplayCache(max_assertion_replay_entries)
+        self._jwks_caches: OrderedDict[str, JwksCache[_AssertionKey]] = OrderedDict()
+        self._cimd_failures: dict[str, float] = {}
         self._static: dict[str, _Client] = {}
         for static in static_clients:
             metadata = check_client_metadata(static.metadata)
-            if metadata.is_public != (static.secret is None):
+            needs_secret = metadata.token_endpoint_auth_method in _SECRET_METHODS
+            if needs_secret != (static.secret is not None):
                 raise ValueError(f"static client {static.client_id!r}: secret and auth method")
+            problem = self._key_problem(metadata)
+            if problem is not None:
+                raise ValueError(f"static client {static.client_id!r}: {problem}")
             secret_hash = None if static.secret is None else _hash(static.secret)
             self._static[static.client_id] = _Client(
                 client_id=static.client_id, metadata=metadata, secret_hash=secret_hash
@@ -362,19 +513,106 @@ class AuthorizationServer:
     def _random(self, nbytes: int = 32) -> str:
         return base64.urlsafe_b64encode(self.random.token(nbytes)).rstrip(b"=").decode("ascii")
 
-    async def _client(self, client_id: str | None) -> _Client | None:
-        if client_id is None or len(client_id) > 255:
-            return None
+    def _key_problem(self, metadata: ClientMetadata) -> str | None:
+        """Why a private_key_jwt client's keys cannot work here, or None."""
+        if metadata.jwks_uri is not None and self.http is None:
+            return "jwks_uri needs an HttpClient; register the keys inline (jwks)"
+        if metadata.jwks is not None and not _assertion_keys(metadata.jwks):
+            return "jwks holds no usable signing key (RS256 >= 2048 bits, ES256 or EdDSA)"
+        return None
+
+    async def _resolve_client(self, client_id: str | None) -> _Client:
+        """The client named by `client_id`; `OAuthError(invalid_client)` when there is none.
+
+        Order: clients from configuration, then (when enabled) client ID metadata documents for
+        an https client_id, then the `ClientStore` (dynamic registrations)."""
+        if not client_id:
+            raise OAuthError(INVALID_CLIENT, "client_id is missing")
         if client_id in self._static:
             return self._static[client_id]
-        stored = await self.clients.get(client_id)
-        if stored is None:
-            return None
+        if self.cimd_enabled and is_client_id_url(client_id):
+            return await self._document_client(client_id)
+        stored = await self.clients.get(client_id) if len(client_id) <= 255 else None
+        if stored is None or stored.source == "cimd":
+            raise OAuthError(INVALID_CLIENT, "unknown client")
         try:
             metadata = check_client_metadata(stored.metadata)
         except OAuthError:
-            return None
-        return _Client(client_id=client_id, metadata=metadata, secret_hash=stored.secret_hash)
+            raise OAuthError(INVALID_CLIENT, "unknown client") from None
+        return _Client(
+            client_id=client_id,
+            metadata=metadata,
+            secret_hash=stored.secret_hash,
+            source=stored.source,
+        )
+
+    async def _document_client(self, client_id: str) -> _Client:
+        """A client ID metadata document client: from the `ClientStore` while fresh (source
+        "cimd", refetched after its lifetime), else fetched, validated and stored."""
+        check_client_id_url(client_id)
+        now = self.clock.wall()
+        stored = await self.clients.get(client_id)
+        if stored is not None and stored.source == "cimd":
+            refresh_at = stored.metadata.get(_CIMD_REFRESH_AT)
+            if isinstance(refresh_at, int | float) and now < refresh_at:
+                try:
+                    metadata = check_client_metadata(stored.metadata)
+                except OAuthError:
+                    pass  # fetch it again below
+                else:
+                    return _Client(
+                        client_id=client_id, metadata=metadata, secret_hash=None, source="cimd"
+                    )
+        failed_until = self._cimd_failures.get(client_id)
+        if failed_until is not None and now < failed_until:
+            raise OAuthError(INVALID_CLIENT, "the client metadata document was refused recently")
+        try:
+            metadata, lifetime = await self._fetch_document(client_id)
+        except OAuthError:
+            if len(self._cimd_failures) >= _CIMD_FAILURE_LIMIT:
+                self._cimd_failures = {u: t for u, t in self._cimd_failures.items() if t > now}
+            if len(self._cimd_failures) < _CIMD_FAILURE_LIMIT:
+                self._cimd_failures[client_id] = now + _CIMD_FAILURE_TTL
+            raise
+        self._cimd_failures.pop(client_id, None)
+        await self.clients.put(
+            RegisteredClient(
+                client_id=client_id,
+                metadata={
+                    **metadata.to_json(),
+                    "client_id": client_id,
+                    _CIMD_REFRESH_AT: now + lifetime,
+                },
+                secret_hash=None,
+                registered_at=now,
+                source="cimd",
+            )
+        )
+        return _Client(client_id=client_id, metadata=metadata, secret_hash=None, source="cimd")
+
+    async def _fetch_document(self, client_id: str) -> tuple[ClientMetadata, float]:
+        assert self.http is not None
+        try:
+            result = await self.http.get(client_id, headers={"accept": "application/json"})
+        except (OutboundRefused, OutboundFailed):
+            # The reason (an address, a DNS answer) is not shown: the URL is a stranger's.
+            raise OAuthError(
+                INVALID_CLIENT, "the client metadata document could not be fetched"
+            ) from None
+        if result.status != 200:
+            raise OAuthError(INVALID_CLIENT, "the client metadata document could not be fetched")
+        if not _same_url(result.final_url, client_id):
+            # An open redirect on the client's site must not let another document speak for it.
+            raise OAuthError(INVALID_CLIENT, "the client metadata document URL redirected")
+        metadata = parse_client_id_document(result.body, client_id)
+        problem = self._key_problem(metadata)
+        if problem is not None:
+            raise OAuthError(INVALID_CLIENT, f"the client metadata document: {problem}")
+        minimum, default, maximum = self.document_ttl
+        lifetime = document_lifetime(
+            result.header("cache-control"), minimum=minimum, default=default, maximum=maximum
+        )
+        return metadata, lifetime
 
     def _allowed_resource(self, resource: str | None) -> str:
         checked = _check_resource(resource)
@@ -418,12 +656,12 @@ class AuthorizationServer:
             metadata = parse_registration_request(body)
         except OAuthError as error:
             return _oauth_error(error)
-        if metadata.token_endpoint_auth_method == "private_key_jwt":
-            return _oauth_error(
-                OAuthError("invalid_client_metadata", "private_key_jwt is not supported yet")
-            )
+        problem = self._key_problem(metadata)
+        if problem is not None:
+            return _oauth_error(OAuthError(INVALID_CLIENT_METADATA, problem))
         client_id = self._random(16)
-        secret = None if metadata.is_public else self._random(32)
+        needs_secret = metadata.token_endpoint_auth_method in _SECRET_METHODS
+        secret = self._random(32) if needs_secret else None
         now = self.clock.wall()
         await self.clients.put(
             RegisteredClient(
@@ -443,9 +681,11 @@ class AuthorizationServer:
 
     async def authorize(self, query: Mapping[str, str], subject: str | None) -> HttpResponse:
         """RFC 6749 4.1.1: an authorization request from the user agent."""
-        client = await self._client(query.get("client_id"))
-        if client is None:
-            return _error_page(400, "Unknown client", "The client_id is missing or unknown.")
+        try:
+            client = await self._resolve_client(query.get("client_id"))
+        except OAuthError as error:
+            # Never a redirect: nothing about this client is known to be safe to send back to.
+            return _error_page(400, "Unknown client", error.description or error.error)
         try:
             redirect_uri = select_redirect_uri(
                 client.metadata.redirect_uris, query.get("redirect_uri")
@@ -495,6 +735,8 @@ class AuthorizationServer:
             client_name=client.metadata.client_name,
             scope=scope,
             resource=resource,
+            client_host=urlsplit(client.client_id).hostname if client.source == "cimd" else None,
+            redirect_uri=redirect_uri,
         )
         answer = await self.consent(request)
         if answer == "approve":
@@ -516,6 +758,7 @@ class AuthorizationServer:
         body = (
             "<!doctype html><html><head><meta charset=utf-8><title>Authorize</title></head><body>"
             f"<h1>Allow {html.escape(name)}?</h1>"
+            f"{self._client_facts(request)}"
             f"<p>Access to {html.escape(request.resource)}"
             f"{' with scope ' + html.escape(request.scope) if request.scope else ''}.</p>"
             f'<form method=post action="{action}">'
@@ -524,6 +767,29 @@ class AuthorizationServer:
             "<button name=decision value=deny>Deny</button></form></body></html>"
         )
         return HttpResponse(status=200, headers=_HTML_HEADERS, body=body.encode())
+
+    @staticmethod
+    def _client_facts(request: ConsentRequest) -> str:
+        """What the consent page says besides the name (MCP 2025-11-25 "Authorization" >
+        "Client ID Metadata Document Security"): a document's name is self-asserted, so the
+        host of its URL is shown with it, and the redirect URI's host is always shown."""
+        parts = []
+        if request.client_host is not None:
+            parts.append(
+                "<p>The name above is chosen by the client. Its identity is the site "
+                f"<strong>{html.escape(request.client_host)}</strong>.</p>"
+            )
+        if request.redirect_uri:
+            redirect = urlsplit(request.redirect_uri)
+            where = redirect.hostname or redirect.scheme
+            parts.append(f"<p>Your answer is sent to <strong>{html.escape(where)}</strong>.</p>")
+            loopback = redirect.scheme == "http" and where in ("127.0.0.1", "::1", "localhost")
+            if request.client_host is not None and loopback:
+                parts.append(
+                    "<p role=alert>That is a program on this computer: any local program can "
+                    "claim this name. Allow only if you just started it.</p>"
+                )
+        return "".join(parts)
 
     async def decide(self, form: Mapping[str, str], subject: str | None) -> HttpResponse:
         """The consent page's answer (POST /authorize): the one-time ticket and a decision."""
@@ -566,9 +832,13 @@ class AuthorizationServer:
     # ---- token endpoint ------------------------------------------------------------------
 
     async def _authenticate_client(
-        self, form: Mapping[str, str], headers: Mapping[str, str]
+        self, form: Mapping[str, str], headers: Mapping[str, str], endpoint: str
     ) -> _Client:
-        """RFC 6749 2.3: none, client_secret_basic or client_secret_post, as registered."""
+        """RFC 6749 2.3 and OAuth 2.1 2.4: none, client_secret_basic, client_secret_post or
+        private_key_jwt (RFC 7523 2.2), as registered; one method per request."""
+        assertion = parse_assertion_request(form)
+        if assertion is not None:
+            return await self._authenticate_by_assertion(form, headers, assertion, endpoint)
         authorization = headers.get("authorization")
         basic_id = basic_secret = None
         if authorization is not None:
@@ -588,9 +858,7 @@ class AuthorizationServer:
             if form.get("client_id", basic_id) != basic_id:
                 raise OAuthError(INVALID_CLIENT, "client_id does not match the credentials")
         client_id = basic_id if basic_id is not None else form.get("client_id")
-        client = await self._client(client_id)
-        if client is None:
-            raise OAuthError(INVALID_CLIENT, "unknown client")
+        client = await self._resolve_client(client_id)
         method = client.metadata.token_endpoint_auth_method
         if method == "none":
             if basic_id is not None or "client_secret" in form:
@@ -600,16 +868,94 @@ class AuthorizationServer:
             given = basic_secret
         elif method == "client_secret_post":
             given = None if basic_id is not None else form.get("client_secret")
+        elif method == "private_key_jwt":
+            raise OAuthError(INVALID_CLIENT, "this client authenticates with a client_assertion")
         else:
             raise OAuthError(INVALID_CLIENT, "the client's authentication method is unsupported")
         if given is None or not _same_hash(client.secret_hash, given):
             raise OAuthError(INVALID_CLIENT, "client authentication failed")
         return client
 
+    async def _authenticate_by_assertion(
+        self,
+        form: Mapping[str, str],
+        headers: Mapping[str, str],
+        assertion: ClientAssertion,
+        endpoint: str,
+    ) -> _Client:
+        """RFC 7523 3: the signature with a registered key, then the claims, then the `jti`
+        (recorded only once everything else holds, so a forged assertion burns nothing)."""
+        if "authorization" in headers or "client_secret" in form:
+            raise OAuthError(INVALID_REQUEST, "use one client authentication method")
+        claimed = assertion.claimed_client_id
+        client_id = form.get("client_id", claimed)
+        if client_id is None or client_id != claimed:
+            raise OAuthError(INVALID_CLIENT, "client_id does not match the client assertion")
+        client = await self._resolve_client(client_id)
+        if client.metadata.token_endpoint_auth_method != "private_key_jwt":
+            raise OAuthError(INVALID_CLIENT, "this client does not use private_key_jwt")
+        alg, kid = check_assertion_header(assertion.header)
+        key = await self._assertion_key(client.metadata, kid)
+        if key is None:
+            raise OAuthError(INVALID_CLIENT, "no registered key of the client matches the kid")
+        if key.alg != alg:
+            raise OAuthError(INVALID_CLIENT, "the key named by kid signs with another algorithm")
+        try:
+            claims = jwt.decode(
+                assertion.token,
+                key.key,
+                algorithms=[key.alg],
+                # The claims are checked by `check_assertion_claims`, against our clock.
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                },
+            )
+        except jwt.PyJWTError:
+            raise OAuthError(INVALID_CLIENT, "the client assertion does not verify") from None
+        now = self.clock.wall()
+        accepted = check_assertion_claims(
+            claims,
+            client_id=client.client_id,
+            audiences=(self.issuer, self.endpoints["token"], self.endpoints[endpoint]),
+            now=now,
+            leeway=self.assertion_leeway,
+        )
+        if not self._replays.admit(client.client_id, accepted.jti, accepted.expires_at, now):
+            raise OAuthError(INVALID_CLIENT, "the client assertion was already used")
+        return client
+
+    async def _assertion_key(self, metadata: ClientMetadata, kid: str) -> _AssertionKey | None:
+        """The registered key named `kid`: from the inline `jwks`, or from `jwks_uri` through a
+        `JwksCache` (shared per URL, refetched hourly and, rate-limited, on an unknown kid)."""
+        if metadata.jwks is not None:
+            return _assertion_keys(metadata.jwks).get(kid)
+        if metadata.jwks_uri is None or self.http is None:
+            return None
+        cache = self._jwks_caches.get(metadata.jwks_uri)
+        if cache is None:
+            cache = JwksCache(
+                metadata.jwks_uri, http=self.http, clock=self.clock, parse=_assertion_keys
+            )
+            self._jwks_caches[metadata.jwks_uri] = cache
+            while len(self._jwks_caches) > _JWKS_CACHE_LIMIT:
+                self._jwks_caches.popitem(last=False)
+        self._jwks_caches.move_to_end(metadata.jwks_uri)
+        try:
+            return await cache.key(kid)
+        except VerifierUnavailable:
+            raise OAuthError(INVALID_CLIENT, "the client's jwks_uri could not be fetched") from None
+
     async def token(self, form: Mapping[str, str], headers: Mapping[str, str]) -> HttpResponse:
         """RFC 6749 3.2: every grant; errors are RFC 6749 5.2 bodies, always `no-store`."""
         try:
-            client = await self._authenticate_client(form, headers)
+            client = await self._authenticate_client(form, headers, "token")
             grant_type = form.get("grant_type")
             if grant_type is None:
                 raise OAuthError(INVALID_REQUEST, "grant_type is required")
@@ -626,32 +972,72 @@ class AuthorizationServer:
             return _oauth_error(error, basic_tried="authorization" in headers)
 
     async def _code_grant(self, client: _Client, form: Mapping[str, str]) -> HttpResponse:
+        """RFC 6749 4.1.3, decided by the grant machine (`core.machines.authorization_grant`).
+
+        The code's record is the grant's persisted progress in `code_issued`: it is read without
+        spending it (`peek_code`), the machine judges the redemption against it (the code, its
+        deadline, the client, `redirect_uri`, `resource`, PKCE S256), and only an `IssueTokens`
+        redeems it, atomically (`redeem_code`: of two racing requests one wins, the other is a
+        replay). A refused redemption changes nothing: a stolen code without its verifier, or
+        presented by another client, cannot spend it. A code already redeemed is a replay: the
+        machine's `RevokeFamily`, which the store's `redeem_code` performs in the same step.
+        """
         code = form.get("code")
         if code is None:
             raise OAuthError(INVALID_REQUEST, "code is required")
         if form.get("redirect_uri") is None:
             raise OAuthError(INVALID_REQUEST, "redirect_uri is required")
         now = self.clock.wall()
-        redeemed = await self.grants.redeem_code(_hash(code), now)
+        code_hash = _hash(code)
+        peeked = await self.grants.peek_code(code_hash, now)
+        if isinstance(peeked, CodeOutcome):
+            if peeked.status is CodeStatus.REPLAYED:
+                # Spend it again: the store revokes the family in the same step (RFC 6749 4.1.2).
+                await self.grants.redeem_code(code_hash, now)
+                raise OAuthError(INVALID_GRANT, "the authorization code was already used")
+            if peeked.status is CodeStatus.EXPIRED:
+                raise OAuthError(INVALID_GRANT, "the authorization code expired")
+            raise OAuthError(INVALID_GRANT, "unknown authorization code")
+        grant = AuthorizationGrant(
+            self._grant_limits,
+            progress=GrantProgress(
+                state=AuthorizationGrantState.CODE_ISSUED,
+                client_id=peeked.client_id,
+                redirect_uri=peeked.redirect_uri,
+                code_challenge=peeked.code_challenge,
+                resource=peeked.resource,
+                scope=peeked.scope or None,
+                request_expires_at=peeked.issued_at,
+                subject=peeked.subject,
+                code_id=code_hash,
+                family_id=peeked.family_id,
+                # The store counts `now <= expires_at`, the machine `at < deadline`: the
+                # machine, deciding first, is the stricter by an instant.
+                code_expires_at=peeked.expires_at,
+            ),
+        )
+        decided = grant.handle(
+            CodeRedeemed(
+                code_id=code_hash,
+                client_id=client.client_id,
+                redirect_uri=form["redirect_uri"],
+                # RFC 8707 2.2: a token request without `resource` asks for the grant's own.
+                resource=form.get("resource", peeked.resource),
+                verifier=form.get("code_verifier"),
+                at=now,
+            )
+        )
+        for effect in decided:
+            if isinstance(effect, RejectRequest):
+                raise OAuthError(effect.error, effect.description)
+        issue = next(effect for effect in decided if isinstance(effect, IssueTokens))
+        redeemed = await self.grants.redeem_code(code_hash, now)
         if isinstance(redeemed, CodeOutcome):
-            if redeemed.status is CodeStatus.REPLAYED:
-                # The store revoked the family in the same step (RFC 6749 4.1.2).
-                raise OAuthError(INVALID_GRANT, "the code was already used")
-            raise OAuthError(INVALID_GRANT, "the code is invalid or expired")
+            # Another request redeemed it first: this one is the replay, and the store revoked
+            # the family (the machine's answer to a second `CodeRedeemed` in `redeemed`).
+            raise OAuthError(INVALID_GRANT, "the authorization code was already used")
         record = redeemed
-        try:
-            if record.client_id != client.client_id:
-                raise OAuthError(INVALID_GRANT, "the code was issued to another client")
-            if form["redirect_uri"] != record.redirect_uri:
-                raise OAuthError(INVALID_GRANT, "redirect_uri does not match the request")
-            resource = form.get("resource")
-            if resource is not None and resource != record.resource:
-                raise OAuthError(INVALID_TARGET, "resource does not match the request")
-            verify_code_verifier(form.get("code_verifier"), record.code_challenge)
-        except OAuthError:
-            # The code is spent; make sure nothing can ever be issued from it.
-            await self.grants.revoke_family(record.family_id, "redemption_refused")
-            raise
+        assert record.family_id == issue.family_id
         refresh = None
         if "refresh_token" in client.metadata.grant_types:
             refresh = f"{record.family_id}.{self._random(32)}"
@@ -677,6 +1063,7 @@ class AuthorizationServer:
             scope=record.scope,
             refresh_token=refresh,
             now=now,
+            family_id=record.family_id,
         )
 
     async def _refresh_grant(self, client: _Client, form: Mapping[str, str]) -> HttpResponse:
@@ -713,6 +1100,7 @@ class AuthorizationServer:
             scope=scope,
             refresh_token=fresh,
             now=now,
+            family_id=family_id,
         )
 
     async def _client_credentials(self, client: _Client, form: Mapping[str, str]) -> HttpResponse:
@@ -738,6 +1126,7 @@ class AuthorizationServer:
         scope: str,
         refresh_token: str | None,
         now: float,
+        family_id: str | None = None,
     ) -> HttpResponse:
         issued_at = int(now)
         expires_in = int(self.access_ttl)
@@ -748,7 +1137,9 @@ class AuthorizationServer:
             "client_id": client_id,
             "iat": issued_at,
             "exp": issued_at + expires_in,
-            "jti": self._random(16),
+            # `<family>.<random>` for tokens of a grant: a resource server holding the
+            # `GrantStore` refuses every access token of a revoked family (see KeySetVerifier).
+            "jti": self._random(16) if family_id is None else f"{family_id}.{self._random(16)}",
         }
         if scope:
             claims["scope"] = scope
@@ -772,7 +1163,7 @@ class AuthorizationServer:
     async def revoke(self, form: Mapping[str, str], headers: Mapping[str, str]) -> HttpResponse:
         """RFC 7009 2: the client revokes one of its tokens; 200 for anything unknown."""
         try:
-            client = await self._authenticate_client(form, headers)
+            client = await self._authenticate_client(form, headers, "revoke")
             token = form.get("token")
             if token is None:
                 raise OAuthError(INVALID_REQUEST, "token is required")
