@@ -104,8 +104,9 @@ class CodeStatus(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class CodeOutcome:
-    """Why a redeem did not return the code; `family_id` is set for an expired or replayed
-    code (for a replay, that family is already revoked)."""
+    """Why a redeem (or a peek) did not return the code; `family_id` is set for an expired or
+    replayed code (for a replay seen by `redeem_code`, that family is already revoked; a peek
+    revokes nothing)."""
 
     status: CodeStatus
     family_id: str | None = None
@@ -182,6 +183,14 @@ class GrantStore(Protocol):
       (`now <= expires_at`) is marked used and returned. A code already redeemed returns
       `REPLAYED` (expired or not) and revokes its family (reason `code_replayed`). An unredeemed
       expired code returns `EXPIRED`; an unknown hash `UNKNOWN`.
+    - `peek_code(code_hash, now)` answers what `redeem_code` would, with no side effect at all:
+      a code never redeemed and not expired is returned and stays redeemable; a redeemed one
+      gives `REPLAYED` (with its `family_id`) and revokes nothing; an unredeemed expired one
+      `EXPIRED`; an unknown hash `UNKNOWN`. The token endpoint peeks to check every binding of
+      a code (client, `redirect_uri`, PKCE verifier) before it redeems, so that a request
+      failing a binding leaves the store exactly as it found it (OAuth 2.1 §4.1.3), and only
+      then calls `redeem_code`, which alone decides, atomically, who wins: a peek is a
+      snapshot and promises nothing about the redeem that follows it.
 
     Refresh families:
     - `create_family(...)` starts a family whose current token is `first_token_hash`. A family
@@ -202,12 +211,26 @@ class GrantStore(Protocol):
     - `revoke_access(jti, expires_at)` remembers the revocation until `expires_at` (the later
       one, when revoked twice); `is_access_revoked(jti, now)` is True while `now <= expires_at`.
 
+    Housekeeping:
+    - `purge(before)` forgets what can no longer matter and returns how many records it removed:
+      codes whose `expires_at < before` (used or not: a replay of a purged code is `UNKNOWN`),
+      revoked-access entries whose `expires_at < before`, and families, revoked or not, whose
+      `rotated_at < before`, each with every refresh token it ever had and its revocation (a
+      token of a purged family is `UNKNOWN`, and its id may be created again). A family counts
+      as one record. A revocation of a family id that was never created carries no time and is
+      kept. The caller picks `before` (e.g. `now` minus the refresh-token lifetime for families:
+      a family rotated that long ago holds only expired tokens); the store reads no clock.
+      Stores whose backend expires entries by itself (Redis TTLs) count only what this call
+      removed.
+
     Any backend failure raises `StoreUnavailable`.
     """
 
     async def save_code(self, record: CodeRecord) -> None: ...
 
     async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome: ...
+
+    async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome: ...
 
     async def create_family(
         self,
@@ -234,3 +257,5 @@ class GrantStore(Protocol):
     async def revoke_access(self, jti: str, expires_at: float) -> None: ...
 
     async def is_access_revoked(self, jti: str, now: float) -> bool: ...
+
+    async def purge(self, before: float) -> int: ...

@@ -41,6 +41,7 @@ from ._plumbing import Receive, Scope, Send, header_map, read_body
 __all__ = ["McpAsgiApp", "create_app"]
 
 SubjectOf = Callable[[Scope], str | None]
+ClientOf = Callable[[Scope], str | None]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -59,6 +60,14 @@ def _default_subject(scope: Scope) -> str | None:
         if isinstance(identity, str):
             return identity
     return None
+
+
+def _default_client(scope: Scope) -> str | None:
+    """The OAuth client of the request's access token, if an outer middleware put it in the
+    scope: mcp-core's `ProtectedResource` sets `scope["mcp_core.client_id"]`. A session is
+    bound to it as well as to the subject (see `StreamableHttpService.handle`)."""
+    client_id = scope.get("mcp_core.client_id")
+    return client_id if isinstance(client_id, str) else None
 
 
 class _AsgiResponder:
@@ -125,12 +134,14 @@ class McpAsgiApp:
         path: str = "/mcp",
         health_path: str | None = "/healthz",
         subject_of: SubjectOf = _default_subject,
+        client_of: ClientOf = _default_client,
         extra_routes: Mapping[str, AsgiApp] | None = None,
     ) -> None:
         self.service = service
         self.path = path.rstrip("/") or "/"
         self.health_path = health_path
         self.subject_of = subject_of
+        self.client_of = client_of
         # Other ASGI apps served next to MCP by exact path (the relay form: issue 3).
         self.extra_routes = {p.rstrip("/") or "/": app for p, app in (extra_routes or {}).items()}
 
@@ -160,6 +171,7 @@ class McpAsgiApp:
                 _body_reader(headers, receive),
                 responder,
                 subject=self.subject_of(scope),
+                client_id=self.client_of(scope),
             )
         elif path == self.health_path and scope["method"] in ("GET", "HEAD"):
             refusal = self.service.config.origin_policy.check(headers)
@@ -235,6 +247,7 @@ def create_app(
     clock: Clock | None = None,
     random: Random | None = None,
     subject_of: SubjectOf = _default_subject,
+    client_of: ClientOf = _default_client,
     extra_routes: Mapping[str, AsgiApp] | None = None,
 ) -> McpAsgiApp:
     """An ASGI app serving `server` at `path`.
@@ -243,7 +256,10 @@ def create_app(
     loopback (pass `allowed_hosts`/`allowed_origins` for a deployed server), and each request
     is answered as JSON unless its handler streams (`response_mode`). `extra_routes` serves
     other ASGI apps at exact paths, e.g. the relay form (`{"/relay": RelayApp(bootstrap)}`,
-    `mcp_core.adapters.asgi.relay`).
+    `mcp_core.adapters.asgi.relay`). `subject_of` and `client_of` read who the request's
+    access token names from the ASGI scope (by default the keys `ProtectedResource` sets); a
+    session is bound to both, in the session store, so the binding holds on every node that
+    shares the store.
     """
     policy = OriginPolicy(enabled=dns_rebinding_protection)
     if allowed_hosts is not None:
@@ -286,5 +302,6 @@ def create_app(
         path=path,
         health_path=health_path,
         subject_of=subject_of,
+        client_of=client_of,
         extra_routes=extra_routes,
     )

@@ -29,18 +29,18 @@ metadata, 3.1 well-known URL, 5.1 `resource_metadata` in `WWW-Authenticate`); RF
   step up. The check lives here rather than in the dispatcher because the answer must be an
   HTTP 403 with a challenge, which only the HTTP layer can write; the body is then replayed
   to the app unchanged;
-- binds sessions to the token's client as well as its subject: the app already answers 404
-  to a session id presented by another subject; this middleware remembers which client opened
-  each session (from the `Mcp-Session-Id` of the response) and answers the same 404 to a
-  request from another client. That memory is per process: on several nodes the subject
-  binding (in the shared session store) still holds, the client binding only where the session
-  was opened.
+- lets the app bind sessions to the token's client as well as its subject: the app
+  (`McpAsgiApp`, reading `mcp_core.subject` and `mcp_core.client_id` from the scope) stores
+  both in the session record when the session is created and answers 404 to a session id
+  presented by another subject or another client. The binding lives in the session store, so
+  every node sharing that store enforces it (MCP 2025-11-25 "Security Best Practices" >
+  "Session Hijacking": bind session ids to user-specific information); this middleware keeps
+  no per-session state of its own.
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -71,7 +71,6 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
-_SESSION_HEADER = b"mcp-session-id"
 
 
 class _BodyTooLarge(Exception):
@@ -96,7 +95,6 @@ class ProtectedResource:
         max_token_bytes: int = 8192,
         max_body_bytes: int = 4 * 1024 * 1024,
         metadata_max_age: int = 3600,
-        max_bound_sessions: int = 100_000,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -124,9 +122,6 @@ class ProtectedResource:
             # A public document: browser-based clients must be able to read it.
             (b"access-control-allow-origin", b"*"),
         ]
-        # session id -> client id of the token that opened it, oldest first (bounded).
-        self._session_clients: OrderedDict[str, str] = OrderedDict()
-        self._max_bound_sessions = max_bound_sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,25 +180,6 @@ class ProtectedResource:
             await self._challenge(send, 401, INVALID_TOKEN, "the token is for another resource")
             return
 
-        raw_session = next((v for k, v in raw_headers if k.lower() == _SESSION_HEADER), None)
-        session_id = raw_session.decode("latin-1") if raw_session is not None else None
-        if session_id is not None:
-            bound = self._session_clients.get(session_id)
-            if bound is not None and bound != info.client_id:
-                await _send_json(
-                    send,
-                    404,
-                    {
-                        "jsonrpc": "2.0",
-                        "id": None,
-                        "error": {
-                            "code": -32001,
-                            "message": "Not Found: unknown or expired session",
-                        },
-                    },
-                )
-                return
-
         if self.server is not None and scope["method"] == "POST":
             try:
                 body = await _read_body(receive, self.max_body_bytes)
@@ -227,7 +203,7 @@ class ProtectedResource:
         inner["mcp_core.subject"] = info.subject
         inner["mcp_core.client_id"] = info.client_id
         inner["mcp_core.token"] = info
-        await self.app(inner, receive, self._binding_send(send, info.client_id, scope, session_id))
+        await self.app(inner, receive, send)
 
     def _missing_scopes(self, body: bytes, info: AccessTokenInfo) -> tuple[str, ...]:
         """The scopes every `tools/call` in `body` needs and the token lacks, sorted."""
@@ -250,30 +226,6 @@ class ProtectedResource:
                 needed |= tool.scopes
         # RFC 6750 3.1 and MCP "Scope Challenge Handling": name what the operation needs.
         return tuple(sorted(needed)) if not needed <= info.scopes else ()
-
-    def _binding_send(
-        self, send: Send, client_id: str, scope: Scope, session_id: str | None
-    ) -> Send:
-        deleting = scope["method"] == "DELETE" and session_id is not None
-
-        async def bound_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] < 300:
-                if deleting:
-                    self._session_clients.pop(session_id or "", None)
-                for key, value in message.get("headers", ()):
-                    if key.lower() == _SESSION_HEADER:
-                        self._bind(value.decode("latin-1"), client_id)
-            await send(message)
-
-        return bound_send
-
-    def _bind(self, session_id: str, client_id: str) -> None:
-        clients = self._session_clients
-        if session_id in clients:
-            return
-        clients[session_id] = client_id
-        while len(clients) > self._max_bound_sessions:
-            clients.popitem(last=False)
 
     # ---- responses -------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """What the SQL adapters (SQLite, PostgreSQL) share: schema versions, row codecs, event ids.
 
 Schema versioning. Each adapter keeps, in the table `mcp_core_schema(component, version)`, how
-far each component's tables (`credentials`, `sessions`, `events`) have been migrated. A
+far each component's tables (`credentials`, `sessions`, `events`, `oauth_clients`,
+`oauth_grants`) have been migrated. A
 component's migrations are a tuple of steps; step `n` (1-based) takes the schema from version
 `n - 1` to `n`, and its statements run in order inside the transaction that records version `n`.
 The adapter applies what is missing under a lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: an

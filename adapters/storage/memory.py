@@ -248,6 +248,16 @@ class InMemoryGrantStore:
         self._used.add(code_hash)
         return record
 
+    async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        record = self._codes.get(code_hash)
+        if record is None:
+            return CodeOutcome(status=CodeStatus.UNKNOWN)
+        if code_hash in self._used:
+            return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
+        if now > record.expires_at:
+            return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+        return record
+
     async def create_family(
         self,
         family_id: str,
@@ -322,6 +332,22 @@ class InMemoryGrantStore:
     async def is_access_revoked(self, jti: str, now: float) -> bool:
         expires_at = self._access.get(jti)
         return expires_at is not None and now <= expires_at
+
+    async def purge(self, before: float) -> int:
+        codes = [h for h, record in self._codes.items() if record.expires_at < before]
+        for code_hash in codes:
+            del self._codes[code_hash]
+            self._used.discard(code_hash)
+        access = [jti for jti, expires_at in self._access.items() if expires_at < before]
+        for jti in access:
+            del self._access[jti]
+        families = {f for f, family in self._families.items() if family.rotated_at < before}
+        for family_id in families:
+            del self._families[family_id]
+            self._revoked.pop(family_id, None)
+        for token_hash in [t for t, f in self._tokens.items() if f in families]:
+            del self._tokens[token_hash]
+        return len(codes) + len(access) + len(families)
 
     def _view(self, family: RefreshFamily) -> RefreshFamily:
         return attrs.evolve(family, revoked_reason=self._revoked.get(family.family_id))

@@ -9,11 +9,17 @@ newest schema version (see `_sql`): under a transaction-scoped advisory lock key
 so two nodes starting at once migrate once; a schema from a newer release is refused with
 `SchemaTooNew`.
 
+Stores: `PostgresCredentialStore`, `PostgresSessionStore`, `PostgresEventStore`, and the
+authorization server's `PostgresClientStore` and `PostgresGrantStore` (components
+`oauth_clients` and `oauth_grants`, tables `mcp_core_oauth_*`).
+
 Atomicity. Every compare-and-set is one statement: `INSERT ... ON CONFLICT DO NOTHING` creates,
 `UPDATE ... WHERE version = $n RETURNING` updates, `DELETE ... WHERE version = $n RETURNING`
 deletes, so two nodes racing on one record cannot both win. Only after a write lost does a
 second statement read the version that won, for the `VersionConflict`. The session cap is kept
-exact across nodes by a transaction-scoped advisory lock around `create`.
+exact across nodes by a transaction-scoped advisory lock around `create`. The grant store's
+single-use codes and refresh rotation lock the row they decide on (`SELECT ... FOR UPDATE` in a
+transaction), so the racers queue on it; see `PostgresGrantStore`.
 
 Text columns are `COLLATE "C"`, so listings come back in code-point order (as Python sorts)
 whatever the database's collation. PostgreSQL text cannot hold NUL: a name containing one is
@@ -37,9 +43,22 @@ from typing import Any, TypeVar
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 import asyncpg.exceptions  # type: ignore[import-untyped]
+import orjson
 
 from mcp_core.ports.credentials import CredentialRecord, StoreUnavailable, VersionConflict
 from mcp_core.ports.events import Replay, StoredEvent
+from mcp_core.ports.oauth_stores import (
+    CODE_REPLAYED,
+    REFRESH_REUSED,
+    CodeOutcome,
+    CodeRecord,
+    CodeStatus,
+    GrantConflict,
+    RefreshFamily,
+    RefreshOutcome,
+    RefreshStatus,
+    RegisteredClient,
+)
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
 from ._sql import (
@@ -57,8 +76,10 @@ from ._sql import (
 )
 
 __all__ = [
+    "PostgresClientStore",
     "PostgresCredentialStore",
     "PostgresEventStore",
+    "PostgresGrantStore",
     "PostgresSessionStore",
     "SchemaTooNew",
     "migrate",
@@ -677,3 +698,480 @@ class PostgresEventStore(_PostgresStore):
                 await conn.execute(f"DELETE FROM {events} WHERE session_id = $1", session_id)
 
         await self._run(forget)
+
+
+# ---- OAuth: clients and grants ----------------------------------------------------------------
+
+OAUTH_CLIENT_STEPS: tuple[Migration, ...] = (
+    (
+        "CREATE TABLE {schema}.mcp_core_oauth_clients ("
+        'client_id TEXT COLLATE "C" PRIMARY KEY, metadata TEXT NOT NULL, secret_hash BYTEA, '
+        "registered_at DOUBLE PRECISION NOT NULL, source TEXT NOT NULL)",
+    ),
+)
+
+
+def _bytes_of(text: str) -> bytes:
+    # Surrogates too: a caller's string round-trips whatever it holds (a NUL included, which
+    # a TEXT column refuses).
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text_of(raw: Any) -> str:
+    return bytes(raw).decode("utf-8", "surrogatepass")
+
+
+class PostgresClientStore(_PostgresStore):
+    """`ClientStore` in PostgreSQL. Metadata is kept as JSON text (exact round trip, nothing
+    queries inside it); the secret hash as bytes, so any string the caller chose fits."""
+
+    _component = "oauth_clients"
+    _steps = OAUTH_CLIENT_STEPS
+
+    @property
+    def _clients(self) -> str:
+        return self._table("mcp_core_oauth_clients")
+
+    async def put(self, client: RegisteredClient) -> None:
+        _check_text(client.client_id)
+        row = (
+            client.client_id,
+            orjson.dumps(dict(client.metadata)).decode(),
+            None if client.secret_hash is None else _bytes_of(client.secret_hash),
+            float(client.registered_at),
+            client.source,
+        )
+
+        async def put(conn: Any) -> None:
+            await conn.execute(
+                f"INSERT INTO {self._clients} "
+                "(client_id, metadata, secret_hash, registered_at, source) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO UPDATE SET "
+                "metadata = excluded.metadata, secret_hash = excluded.secret_hash, "
+                "registered_at = excluded.registered_at, source = excluded.source",
+                *row,
+            )
+
+        await self._run(put)
+
+    async def get(self, client_id: str) -> RegisteredClient | None:
+        if "\x00" in client_id:
+            return None  # cannot have been stored
+
+        async def get(conn: Any) -> RegisteredClient | None:
+            row = await conn.fetchrow(
+                f"SELECT client_id, metadata, secret_hash, registered_at, source "
+                f"FROM {self._clients} WHERE client_id = $1",
+                client_id,
+            )
+            if row is None:
+                return None
+            return RegisteredClient(
+                client_id=row[0],
+                metadata=orjson.loads(row[1]),
+                secret_hash=None if row[2] is None else _text_of(row[2]),
+                registered_at=row[3],
+                source=row[4],
+            )
+
+        return await self._run(get)
+
+    async def delete(self, client_id: str) -> bool:
+        if "\x00" in client_id:
+            return False
+
+        async def delete(conn: Any) -> bool:
+            gone = await conn.fetchval(
+                f"DELETE FROM {self._clients} WHERE client_id = $1 RETURNING 1", client_id
+            )
+            return gone is not None
+
+        return await self._run(delete)
+
+
+_CODE_COLUMNS = (
+    "code_hash, client_id, redirect_uri, resource, scope, subject, code_challenge, family_id, "
+    "issued_at, expires_at"
+)
+_FAMILY_COLUMNS = (
+    "family_id, subject, client_id, resource, scope, created_at, rotated_at, "
+    "current_token_hash, generation"
+)
+
+OAUTH_GRANT_STEPS: tuple[Migration, ...] = (
+    (
+        "CREATE TABLE {schema}.mcp_core_oauth_codes ("
+        'code_hash TEXT COLLATE "C" PRIMARY KEY, client_id TEXT NOT NULL, '
+        "redirect_uri TEXT NOT NULL, resource TEXT NOT NULL, scope TEXT NOT NULL, "
+        "subject TEXT NOT NULL, code_challenge TEXT NOT NULL, family_id TEXT NOT NULL, "
+        "issued_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL, "
+        "used BOOLEAN NOT NULL DEFAULT false)",
+        "CREATE INDEX mcp_core_oauth_codes_expires_at ON {schema}.mcp_core_oauth_codes "
+        "(expires_at)",
+        "CREATE TABLE {schema}.mcp_core_oauth_families ("
+        'family_id TEXT COLLATE "C" PRIMARY KEY, subject TEXT NOT NULL, '
+        "client_id TEXT NOT NULL, resource TEXT NOT NULL, scope TEXT NOT NULL, "
+        "created_at DOUBLE PRECISION NOT NULL, rotated_at DOUBLE PRECISION NOT NULL, "
+        "current_token_hash TEXT NOT NULL, generation BIGINT NOT NULL)",
+        "CREATE INDEX mcp_core_oauth_families_rotated_at ON {schema}.mcp_core_oauth_families "
+        "(rotated_at)",
+        # Every token a family ever had: an old one presented again is reuse.
+        "CREATE TABLE {schema}.mcp_core_oauth_refresh_tokens ("
+        'token_hash TEXT COLLATE "C" PRIMARY KEY, family_id TEXT COLLATE "C" NOT NULL)',
+        "CREATE INDEX mcp_core_oauth_refresh_tokens_family_id "
+        "ON {schema}.mcp_core_oauth_refresh_tokens (family_id)",
+        # Apart from the families: a replayed code may revoke a family not yet created.
+        "CREATE TABLE {schema}.mcp_core_oauth_family_revocations ("
+        'family_id TEXT COLLATE "C" PRIMARY KEY, reason TEXT NOT NULL)',
+        "CREATE TABLE {schema}.mcp_core_oauth_access_revocations ("
+        'jti TEXT COLLATE "C" PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL)',
+        "CREATE INDEX mcp_core_oauth_access_revocations_expires_at "
+        "ON {schema}.mcp_core_oauth_access_revocations (expires_at)",
+    ),
+)
+
+
+def _code_record(row: Any) -> CodeRecord:
+    return CodeRecord(
+        code_hash=row[0],
+        client_id=row[1],
+        redirect_uri=row[2],
+        resource=row[3],
+        scope=row[4],
+        subject=row[5],
+        code_challenge=row[6],
+        family_id=row[7],
+        issued_at=row[8],
+        expires_at=row[9],
+    )
+
+
+def _refresh_family(row: Any, reason: str | None) -> RefreshFamily:
+    return RefreshFamily(
+        family_id=row[0],
+        subject=row[1],
+        client_id=row[2],
+        resource=row[3],
+        scope=row[4],
+        created_at=row[5],
+        rotated_at=row[6],
+        current_token_hash=row[7],
+        generation=int(row[8]),
+        revoked_reason=reason,
+    )
+
+
+class PostgresGrantStore(_PostgresStore):
+    """`GrantStore` in PostgreSQL, shared by every node of a deployment.
+
+    Atomicity (READ COMMITTED, PostgreSQL's default): redeeming reads the code `FOR UPDATE` in
+    a transaction, so concurrent redeems of one code queue on its row and each re-reads what
+    the one before it wrote: the first marks it used, every later one sees it used (a replay)
+    and revokes the family before its transaction ends. Rotating locks the family's row the
+    same way before it reads the family's revocation and decides, so of several nodes
+    presenting one token exactly one rotates, the next is reuse (and revokes), the rest find
+    the family revoked. A revocation is an `INSERT ... ON CONFLICT DO NOTHING`: the first
+    reason stays. `purge` locks the families it removes (in id order) before deleting their
+    tokens, so a rotation in flight either finishes first (and moves `rotated_at`, which takes
+    the family out of the purge when it no longer qualifies) or finds the family gone.
+    """
+
+    _component = "oauth_grants"
+    _steps = OAUTH_GRANT_STEPS
+
+    def _tables(self) -> tuple[str, str, str, str, str]:
+        return (
+            self._table("mcp_core_oauth_codes"),
+            self._table("mcp_core_oauth_families"),
+            self._table("mcp_core_oauth_refresh_tokens"),
+            self._table("mcp_core_oauth_family_revocations"),
+            self._table("mcp_core_oauth_access_revocations"),
+        )
+
+    async def _revoke(self, conn: Any, family_id: str, reason: str) -> bool:
+        done = await conn.fetchval(
+            f"INSERT INTO {self._tables()[3]} (family_id, reason) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            family_id,
+            reason,
+        )
+        return done is not None
+
+    async def _reason(self, conn: Any, family_id: str) -> str | None:
+        found = await conn.fetchval(
+            f"SELECT reason FROM {self._tables()[3]} WHERE family_id = $1", family_id
+        )
+        return None if found is None else str(found)
+
+    async def save_code(self, record: CodeRecord) -> None:
+        row = (
+            record.code_hash,
+            record.client_id,
+            record.redirect_uri,
+            record.resource,
+            record.scope,
+            record.subject,
+            record.code_challenge,
+            record.family_id,
+        )
+        _check_text(*row)
+        codes = self._tables()[0]
+
+        async def save(conn: Any) -> bool:
+            done = await conn.fetchval(
+                f"INSERT INTO {codes} ({_CODE_COLUMNS}) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                *row,
+                float(record.issued_at),
+                float(record.expires_at),
+            )
+            return done is not None
+
+        if not await self._run(save):
+            raise GrantConflict(f"code hash {record.code_hash!r} is already stored")
+
+    async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        if "\x00" in code_hash:
+            return CodeOutcome(status=CodeStatus.UNKNOWN)
+        codes = self._tables()[0]
+
+        async def redeem(conn: Any) -> CodeRecord | CodeOutcome:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    f"SELECT {_CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1 FOR UPDATE",
+                    code_hash,
+                )
+                if row is None:
+                    return CodeOutcome(status=CodeStatus.UNKNOWN)
+                record = _code_record(row)
+                if row[10]:
+                    await self._revoke(conn, record.family_id, CODE_REPLAYED)
+                    return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
+                if now > record.expires_at:
+                    return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+                await conn.execute(
+                    f"UPDATE {codes} SET used = true WHERE code_hash = $1", code_hash
+                )
+                return record
+
+        return await self._run(redeem)
+
+    async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        if "\x00" in code_hash:
+            return CodeOutcome(status=CodeStatus.UNKNOWN)
+        codes = self._tables()[0]
+
+        async def peek(conn: Any) -> CodeRecord | CodeOutcome:
+            # A plain SELECT: no row lock, so a peek never queues behind (or delays) a redeem.
+            row = await conn.fetchrow(
+                f"SELECT {_CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1", code_hash
+            )
+            if row is None:
+                return CodeOutcome(status=CodeStatus.UNKNOWN)
+            record = _code_record(row)
+            if row[10]:
+                return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
+            if now > record.expires_at:
+                return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+            return record
+
+        return await self._run(peek)
+
+    async def create_family(
+        self,
+        family_id: str,
+        *,
+        subject: str,
+        client_id: str,
+        resource: str,
+        scope: str,
+        first_token_hash: str,
+        now: float,
+    ) -> RefreshFamily:
+        _check_text(family_id, subject, client_id, resource, scope, first_token_hash)
+        _, families, tokens, _, _ = self._tables()
+        family = RefreshFamily(
+            family_id=family_id,
+            subject=subject,
+            client_id=client_id,
+            resource=resource,
+            scope=scope,
+            created_at=float(now),
+            rotated_at=float(now),
+            current_token_hash=first_token_hash,
+            generation=0,
+            revoked_reason=None,
+        )
+
+        async def create(conn: Any) -> None:
+            async with conn.transaction():
+                if await self._reason(conn, family_id) is not None:
+                    raise GrantConflict(f"family {family_id!r} was revoked")
+                created = await conn.fetchval(
+                    f"INSERT INTO {families} ({_FAMILY_COLUMNS}) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 0) "
+                    "ON CONFLICT DO NOTHING RETURNING 1",
+                    family_id,
+                    subject,
+                    client_id,
+                    resource,
+                    scope,
+                    float(now),
+                    first_token_hash,
+                )
+                if created is None:
+                    raise GrantConflict(f"family {family_id!r} already exists")
+                stored = await conn.fetchval(
+                    f"INSERT INTO {tokens} (token_hash, family_id) VALUES ($1, $2) "
+                    "ON CONFLICT DO NOTHING RETURNING 1",
+                    first_token_hash,
+                    family_id,
+                )
+                if stored is None:  # raising rolls the family back with the transaction
+                    raise GrantConflict("the refresh token hash is already stored")
+
+        await self._run(create)
+        return family
+
+    async def rotate_refresh(
+        self, token_hash: str, new_token_hash: str, now: float
+    ) -> RefreshOutcome:
+        if "\x00" in token_hash:
+            return RefreshOutcome(status=RefreshStatus.UNKNOWN)
+        _check_text(new_token_hash)
+        _, families, tokens, _, _ = self._tables()
+
+        async def rotate(conn: Any) -> RefreshOutcome:
+            async with conn.transaction():
+                family_id = await conn.fetchval(
+                    f"SELECT family_id FROM {tokens} WHERE token_hash = $1", token_hash
+                )
+                row = None
+                if family_id is not None:
+                    # The lock that serialises every rotation of this family; what follows
+                    # reads after the previous holder committed (READ COMMITTED).
+                    row = await conn.fetchrow(
+                        f"SELECT {_FAMILY_COLUMNS} FROM {families} WHERE family_id = $1 FOR UPDATE",
+                        family_id,
+                    )
+                if row is None:  # unknown, or purged meanwhile
+                    return RefreshOutcome(status=RefreshStatus.UNKNOWN)
+                reason = await self._reason(conn, family_id)
+                if reason is not None:
+                    family = _refresh_family(row, reason)
+                    return RefreshOutcome(status=RefreshStatus.REVOKED, family=family)
+                if row[7] != token_hash:
+                    if await self._revoke(conn, family_id, REFRESH_REUSED):
+                        family = _refresh_family(row, REFRESH_REUSED)
+                        return RefreshOutcome(status=RefreshStatus.REUSED, family=family)
+                    # Revoked by someone else (a code replay, an operator) just now.
+                    family = _refresh_family(row, await self._reason(conn, family_id))
+                    return RefreshOutcome(status=RefreshStatus.REVOKED, family=family)
+                stored = await conn.fetchval(
+                    f"INSERT INTO {tokens} (token_hash, family_id) VALUES ($1, $2) "
+                    "ON CONFLICT DO NOTHING RETURNING 1",
+                    new_token_hash,
+                    family_id,
+                )
+                if stored is None:
+                    raise GrantConflict("the new refresh token hash is already stored")
+                rotated = await conn.fetchrow(
+                    f"UPDATE {families} SET current_token_hash = $2, "
+                    "generation = generation + 1, rotated_at = $3 WHERE family_id = $1 "
+                    f"RETURNING {_FAMILY_COLUMNS}",
+                    family_id,
+                    new_token_hash,
+                    float(now),
+                )
+                return RefreshOutcome(
+                    status=RefreshStatus.ROTATED, family=_refresh_family(rotated, None)
+                )
+
+        return await self._run(rotate)
+
+    async def revoke_family(self, family_id: str, reason: str) -> bool:
+        _check_text(family_id, reason)
+        return await self._run(lambda conn: self._revoke(conn, family_id, reason))
+
+    async def family(self, family_id: str) -> RefreshFamily | None:
+        if "\x00" in family_id:
+            return None
+        _, families, _, revocations, _ = self._tables()
+
+        async def family(conn: Any) -> RefreshFamily | None:
+            row = await conn.fetchrow(
+                f"SELECT {_FAMILY_COLUMNS}, r.reason FROM {families} "
+                f"LEFT JOIN {revocations} AS r USING (family_id) WHERE family_id = $1",
+                family_id,
+            )
+            return None if row is None else _refresh_family(row, row[9])
+
+        return await self._run(family)
+
+    async def is_revoked(self, family_id: str) -> bool:
+        if "\x00" in family_id:
+            return False
+        return await self._run(lambda conn: self._reason(conn, family_id)) is not None
+
+    async def revoke_access(self, jti: str, expires_at: float) -> None:
+        _check_text(jti)
+        access = self._tables()[4]
+
+        async def revoke(conn: Any) -> None:
+            await conn.execute(
+                f"INSERT INTO {access} AS a (jti, expires_at) VALUES ($1, $2) "
+                "ON CONFLICT (jti) DO UPDATE SET "
+                "expires_at = greatest(a.expires_at, excluded.expires_at)",
+                jti,
+                float(expires_at),
+            )
+
+        await self._run(revoke)
+
+    async def is_access_revoked(self, jti: str, now: float) -> bool:
+        if "\x00" in jti:
+            return False
+        access = self._tables()[4]
+
+        async def is_revoked(conn: Any) -> bool:
+            found = await conn.fetchval(
+                f"SELECT 1 FROM {access} WHERE jti = $1 AND $2::float8 <= expires_at",
+                jti,
+                float(now),
+            )
+            return found is not None
+
+        return await self._run(is_revoked)
+
+    async def purge(self, before: float) -> int:
+        codes, families, tokens, revocations, access = self._tables()
+        cutoff = float(before)
+
+        async def purge(conn: Any) -> int:
+            async with conn.transaction():
+                gone_codes = await conn.fetch(
+                    f"DELETE FROM {codes} WHERE expires_at < $1 RETURNING 1", cutoff
+                )
+                gone_access = await conn.fetch(
+                    f"DELETE FROM {access} WHERE expires_at < $1 RETURNING 1", cutoff
+                )
+                locked = await conn.fetch(
+                    f"SELECT family_id FROM {families} WHERE rotated_at < $1 "
+                    "ORDER BY family_id FOR UPDATE",
+                    cutoff,
+                )
+                ids = [row[0] for row in locked]
+                if ids:
+                    await conn.execute(
+                        f"DELETE FROM {tokens} WHERE family_id = ANY($1::text[])", ids
+                    )
+                    await conn.execute(
+                        f"DELETE FROM {revocations} WHERE family_id = ANY($1::text[])", ids
+                    )
+                    await conn.execute(
+                        f"DELETE FROM {families} WHERE family_id = ANY($1::text[])", ids
+                    )
+                return len(gone_codes) + len(gone_access) + len(ids)
+
+        return await self._run(purge)

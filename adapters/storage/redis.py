@@ -1,9 +1,10 @@
-"""Redis adapters for the storage ports: credentials, sessions and SSE event logs.
+"""Redis adapters for the storage ports: credentials, sessions, SSE event logs, OAuth clients
+and grants.
 
-`RedisCredentialStore`, `RedisSessionStore` and `RedisEventStore` keep the values of
-`mcp_core.ports` in one Redis server (give a URL, or a `redis.asyncio.Redis` of your own, e.g.
-one from Sentinel). They are what several nodes behind a load balancer share when the operator
-picked Redis.
+`RedisCredentialStore`, `RedisSessionStore`, `RedisEventStore`, `RedisClientStore` and
+`RedisGrantStore` keep the values of `mcp_core.ports` in one Redis server (give a URL, or a
+`redis.asyncio.Redis` of your own, e.g. one from Sentinel). They are what several nodes
+behind a load balancer share when the operator picked Redis.
 
 Theory of operation
 -------------------
@@ -23,6 +24,25 @@ Theory of operation
       <prefix>:sess:live                       sorted set of session ids by last_active; TTL
       <prefix>:ev:seq:<session id>             INCR counter of the session's events; TTL
       <prefix>:ev:log:<session id>             stream, entry id 0-<n>, fields {s: stream, p}; TTL
+      <prefix>:oauth:client:<client id>        hash {metadata (JSON), secret_hash?, registered_at,
+                                               source}
+      <prefix>:oauth:code:<code hash>          hash {body (JSON), family_id, expires_at, used};
+                                               TTL (see below)
+      <prefix>:oauth:codes                     sorted set of code hashes by expires_at
+      <prefix>:oauth:fam:<family id>           hash {subject, client_id, resource, scope,
+                                               created_at, rotated_at, current, generation}
+      <prefix>:oauth:fam-tokens:<family id>    set of every token hash the family had
+      <prefix>:oauth:families                  sorted set of family ids by rotated_at
+      <prefix>:oauth:token:<token hash>        string: its family id
+      <prefix>:oauth:revoked                   hash family id -> reason (first reason wins)
+      <prefix>:oauth:access:<jti>              string: expires_at of the revocation; TTL
+      <prefix>:oauth:access-index              sorted set of jtis by expires_at
+
+  The three sorted sets are `purge`'s work lists (`ZRANGEBYSCORE -inf (before`). Codes and
+  access revocations expire with a TTL by the Redis server's clock, `retention` after their
+  `expires_at` and never sooner than `retention` after they were written (so a caller whose
+  clock differs from Redis's loses nothing early); their index entries stay until `purge`,
+  which counts only the records it deleted itself. Families never expire by themselves.
 
 - The layout version: the first call of a store sets `<prefix>:schema` to 1 unless it exists
   (idempotent, so every node may do it), and refuses with `RedisSchemaError` when it holds a
@@ -54,10 +74,16 @@ scripts exactly as the in-memory adapter compares it. Redis TTLs (`idle_timeout`
 sweeps; with `now` read from the wall clock they fire just after a session has expired.
 
 Redis Cluster (not tested here): the scripts touch keys they compute (a sweep deletes other
-sessions' records), so all keys of a store must hash to one slot: give a prefix with a hash tag,
-e.g. `{mcp}`.
+sessions' records, a rotation finds its family through the token), so all keys of a store must
+hash to one slot: give a prefix with a hash tag, e.g. `{mcp}`.
 
-Spec context: DESIGN.md "Ports and adapters", issue 3 "Storage adapters".
+Grants: redeeming a code, creating a family, rotating a refresh token, revoking an access
+token and each `purge` batch are single scripts, so of several nodes racing on one code or one
+refresh token exactly one wins, and a replayed code or a reused token revokes the family inside
+the script that saw it (OAuth 2.1 §4.1.3, §4.3.1; RFC 9700 §4.14.2).
+
+Spec context: DESIGN.md "Ports and adapters", issue 3 "Storage adapters", issue 4 (the
+authorization server's stores).
 """
 
 from __future__ import annotations
@@ -80,12 +106,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mcp_core.ports.credentials import CredentialRecord, StoreUnavailable, VersionConflict
 from mcp_core.ports.events import Replay, StoredEvent
+from mcp_core.ports.oauth_stores import (
+    ClientSource,
+    CodeOutcome,
+    CodeRecord,
+    CodeStatus,
+    GrantConflict,
+    RefreshFamily,
+    RefreshOutcome,
+    RefreshStatus,
+    RegisteredClient,
+)
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
 __all__ = [
     "SCHEMA_VERSION",
+    "RedisClientStore",
     "RedisCredentialStore",
     "RedisEventStore",
+    "RedisGrantStore",
     "RedisSchemaError",
     "RedisSessionStore",
 ]
@@ -699,3 +738,477 @@ class RedisEventStore(_RedisStore):
         await self._ensure_schema()
         with self._backend("forget"):
             await self._client.delete(*self._keys(session_id))
+
+
+# ---- OAuth: clients and grants -------------------------------------------------------------
+
+_CLIENT_FIELDS: Final = ("metadata", "secret_hash", "registered_at", "source")
+
+
+class RedisClientStore(_RedisStore):
+    """`ClientStore` on Redis: one hash per client, `secret_hash` absent for a public client.
+
+    `put` replaces the hash in one MULTI/EXEC transaction (DEL, then HSET), so no reader sees
+    half of an old client and half of a new one.
+    """
+
+    def __init__(
+        self, redis: str | Redis, *, prefix: str = "mcp", socket_timeout: float = 5.0
+    ) -> None:
+        super().__init__(redis, prefix=prefix, socket_timeout=socket_timeout)
+
+    def _key(self, client_id: str) -> str:
+        return f"{self.prefix}:oauth:client:{client_id}"
+
+    async def put(self, client: RegisteredClient) -> None:
+        await self._ensure_schema()
+        fields: dict[str, str | bytes] = {
+            "metadata": orjson.dumps(dict(client.metadata)),
+            "registered_at": _number(client.registered_at, "registered_at"),
+            "source": client.source,
+        }
+        if client.secret_hash is not None:
+            fields["secret_hash"] = client.secret_hash.encode("utf-8", "surrogatepass")
+        key = self._key(client.client_id)
+        with self._backend("put"):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                await pipe.execute()
+
+    async def get(self, client_id: str) -> RegisteredClient | None:
+        await self._ensure_schema()
+        with self._backend("get"):
+            found = await self._client.hmget(self._key(client_id), list(_CLIENT_FIELDS))
+        metadata, secret_hash, registered_at, source = cast(list[bytes | None], found)
+        if metadata is None or registered_at is None or source is None:
+            return None
+        return RegisteredClient(
+            client_id=client_id,
+            metadata=orjson.loads(metadata),
+            secret_hash=None
+            if secret_hash is None
+            else secret_hash.decode("utf-8", "surrogatepass"),
+            registered_at=float(registered_at),
+            source=cast(ClientSource, _text(source)),
+        )
+
+    async def delete(self, client_id: str) -> bool:
+        await self._ensure_schema()
+        with self._backend("delete"):
+            deleted = await self._client.delete(self._key(client_id))
+        return bool(deleted)
+
+
+# Shared by the grant scripts that set a TTL: the absolute time (ms, the Redis server's clock)
+# until which a record that stops mattering at `expires_at` is kept: `retention` after it
+# expires, and never less than `retention` from now (so a caller whose clock is not Redis's,
+# or a test with times near 1970, never sees a record vanish before the port says it may).
+_KEEP_UNTIL_FUNCTION: Final = """
+local function keep_until(expires_at, retention_ms)
+  local t = redis.call('TIME')
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local by_expiry = math.floor(tonumber(expires_at) * 1000) + retention_ms
+  local at = math.max(by_expiry, now_ms + retention_ms)
+  return string.format('%.0f', math.min(at, 4503599627370496))
+end
+"""
+
+# Shared by the scripts that answer with a family: {family_id, revoked (0/1), reason, subject,
+# client_id, resource, scope, created_at, rotated_at, current, generation}.
+_FAMILY_VIEW_FUNCTION: Final = """
+local function view(family_key, revoked_key, family_id)
+  local fields = redis.call('HMGET', family_key, 'subject', 'client_id', 'resource', 'scope',
+    'created_at', 'rotated_at', 'current', 'generation')
+  if not fields[1] then return false end
+  local reason = redis.call('HGET', revoked_key, family_id)
+  local out = {family_id, reason and '1' or '0', reason or ''}
+  for i = 1, 8 do out[#out + 1] = fields[i] end
+  return out
+end
+"""
+
+# KEYS: code, code index. ARGV: body, family id, expires_at, retention ms, code hash.
+# Returns 1 stored, 0 already stored.
+_CODE_SAVE: Final = (
+    _KEEP_UNTIL_FUNCTION
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'body', ARGV[1], 'family_id', ARGV[2], 'expires_at', ARGV[3],
+  'used', '0')
+redis.call('PEXPIREAT', KEYS[1], keep_until(ARGV[3], tonumber(ARGV[4])))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+return 1
+"""
+)
+
+# KEYS: code, family revocations. ARGV: now. Returns {'ok', body}, {'replayed', family id},
+# {'expired', family id} or {'unknown'}. A replay revokes the family in the same script.
+_CODE_REDEEM: Final = """
+local found = redis.call('HMGET', KEYS[1], 'body', 'family_id', 'expires_at', 'used')
+if not found[1] then return {'unknown'} end
+if found[4] == '1' then
+  redis.call('HSETNX', KEYS[2], found[2], 'code_replayed')
+  return {'replayed', found[2]}
+end
+if tonumber(ARGV[1]) > tonumber(found[3]) then return {'expired', found[2]} end
+redis.call('HSET', KEYS[1], 'used', '1')
+return {'ok', found[1]}
+"""
+
+# KEYS: family, family revocations, token, family's tokens, family index. ARGV: family id,
+# subject, client_id, resource, scope, now, token hash. Returns 'ok', 'family' or 'token'.
+_FAMILY_CREATE: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return 'family'
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'token' end
+redis.call('HSET', KEYS[1], 'subject', ARGV[2], 'client_id', ARGV[3], 'resource', ARGV[4],
+  'scope', ARGV[5], 'created_at', ARGV[6], 'rotated_at', ARGV[6], 'current', ARGV[7],
+  'generation', 0)
+redis.call('SET', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[7])
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
+return 'ok'
+"""
+
+# KEYS: token, family revocations, new token, family index. ARGV: token hash, new token hash,
+# now, family key prefix, family tokens key prefix. Returns {status, view...} with status
+# 'rotated', 'reused', 'revoked'; {'unknown'}; or {'conflict'} (the new hash is taken).
+_REFRESH_ROTATE: Final = (
+    _FAMILY_VIEW_FUNCTION
+    + """
+local family_id = redis.call('GET', KEYS[1])
+if not family_id then return {'unknown'} end
+local family_key = ARGV[4] .. family_id
+local current = redis.call('HGET', family_key, 'current')
+if not current then return {'unknown'} end
+local status
+if redis.call('HEXISTS', KEYS[2], family_id) == 1 then
+  status = 'revoked'
+elseif current ~= ARGV[1] then
+  redis.call('HSET', KEYS[2], family_id, 'refresh_reused')
+  status = 'reused'
+elseif redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'conflict'}
+else
+  redis.call('HSET', family_key, 'current', ARGV[2], 'rotated_at', ARGV[3])
+  redis.call('HINCRBY', family_key, 'generation', 1)
+  redis.call('SET', KEYS[3], family_id)
+  redis.call('SADD', ARGV[5] .. family_id, ARGV[2])
+  redis.call('ZADD', KEYS[4], ARGV[3], family_id)
+  status = 'rotated'
+end
+local out = {status}
+for _, value in ipairs(view(family_key, KEYS[2], family_id)) do out[#out + 1] = value end
+return out
+"""
+)
+
+# KEYS: family, family revocations. ARGV: family id. Returns a view or nil.
+_FAMILY_GET: Final = (
+    _FAMILY_VIEW_FUNCTION
+    + """
+return view(KEYS[1], KEYS[2], ARGV[1])
+"""
+)
+
+# KEYS: revocation, revocation index. ARGV: expires_at, retention ms, jti. Keeps the later
+# expiry; the TTL follows it (and so never shortens).
+_ACCESS_REVOKE: Final = (
+    _KEEP_UNTIL_FUNCTION
+    + """
+local expires_at = ARGV[1]
+local old = redis.call('GET', KEYS[1])
+if old and tonumber(old) >= tonumber(expires_at) then expires_at = old end
+redis.call('SET', KEYS[1], expires_at, 'PXAT', keep_until(expires_at, tonumber(ARGV[2])))
+redis.call('ZADD', KEYS[2], expires_at, ARGV[3])
+return 1
+"""
+)
+
+# KEYS: code index, revocation index, family index, family revocations. ARGV: '(' .. before,
+# code key prefix, revocation key prefix, family key prefix, family tokens key prefix, token key
+# prefix, batch size. Removes up to a batch of each kind whose score is below `before`;
+# returns {records removed, 1 when a kind filled its batch (call again), else 0}.
+_GRANT_PURGE: Final = """
+local limit = tonumber(ARGV[7])
+local removed, more = 0, 0
+local function expired(index, key_prefix)
+  local members = redis.call('ZRANGEBYSCORE', KEYS[index], '-inf', ARGV[1], 'LIMIT', 0, limit)
+  if #members == limit then more = 1 end
+  for _, member in ipairs(members) do
+    removed = removed + redis.call('DEL', key_prefix .. member)
+    redis.call('ZREM', KEYS[index], member)
+  end
+end
+expired(1, ARGV[2])
+expired(2, ARGV[3])
+local families = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, limit)
+if #families == limit then more = 1 end
+for _, family_id in ipairs(families) do
+  local tokens_key = ARGV[5] .. family_id
+  for _, token in ipairs(redis.call('SMEMBERS', tokens_key)) do
+    redis.call('DEL', ARGV[6] .. token)
+  end
+  redis.call('DEL', tokens_key)
+  redis.call('HDEL', KEYS[4], family_id)
+  removed = removed + redis.call('DEL', ARGV[4] .. family_id)
+  redis.call('ZREM', KEYS[3], family_id)
+end
+return {removed, more}
+"""
+
+_PURGE_BATCH: Final = 500
+
+
+def _family_of(view: list[bytes]) -> RefreshFamily:
+    (
+        family_id,
+        revoked,
+        reason,
+        subject,
+        client_id,
+        resource,
+        scope,
+        created_at,
+        rotated_at,
+        current,
+        generation,
+    ) = view
+    return RefreshFamily(
+        family_id=_text(family_id),
+        subject=_text(subject),
+        client_id=_text(client_id),
+        resource=_text(resource),
+        scope=_text(scope),
+        created_at=float(created_at),
+        rotated_at=float(rotated_at),
+        current_token_hash=_text(current),
+        generation=int(generation),
+        revoked_reason=_text(reason) if revoked == b"1" else None,
+    )
+
+
+def _code_body(record: CodeRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "client_id": record.client_id,
+            "redirect_uri": record.redirect_uri,
+            "resource": record.resource,
+            "scope": record.scope,
+            "subject": record.subject,
+            "code_challenge": record.code_challenge,
+            "family_id": record.family_id,
+            "issued_at": record.issued_at,
+            "expires_at": record.expires_at,
+        }
+    )
+
+
+class RedisGrantStore(_RedisStore):
+    """`GrantStore` on Redis. Every operation that reads and then writes is one Lua script, so
+    of several nodes racing on one code or one refresh token exactly one wins, and a replay or
+    a reuse revokes the family inside the same script that detected it.
+
+    Codes and access-token revocations carry a TTL (by the Redis server's clock): they are kept
+    `retention` seconds after they expire and at least `retention` seconds after they were
+    written, so memory is reclaimed even if nobody calls `purge`; `purge` removes what it finds
+    expired by the caller's `before` and counts only what it removed itself. Families have no
+    TTL: a revoked family must stay revoked until the operator's `purge` says it may go.
+    Needs Redis 6.2 or newer (`SET ... PXAT`, and `TIME` inside a writing script).
+    """
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        *,
+        prefix: str = "mcp",
+        retention: float = 86_400.0,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        if not (retention > 0 and math.isfinite(retention)):
+            raise ValueError("retention must be positive")
+        super().__init__(redis, prefix=prefix, socket_timeout=socket_timeout)
+        self._retention_ms = str(math.ceil(retention * 1000))
+        base = f"{prefix}:oauth"
+        self._code_prefix = f"{base}:code:"
+        self._codes = f"{base}:codes"
+        self._family_prefix = f"{base}:fam:"
+        self._family_tokens_prefix = f"{base}:fam-tokens:"
+        self._families = f"{base}:families"
+        self._token_prefix = f"{base}:token:"
+        self._revoked = f"{base}:revoked"
+        self._access_prefix = f"{base}:access:"
+        self._access = f"{base}:access-index"
+        self._save = self._script(_CODE_SAVE)
+        self._redeem = self._script(_CODE_REDEEM)
+        self._create = self._script(_FAMILY_CREATE)
+        self._rotate = self._script(_REFRESH_ROTATE)
+        self._family = self._script(_FAMILY_GET)
+        self._revoke_access = self._script(_ACCESS_REVOKE)
+        self._purge = self._script(_GRANT_PURGE)
+
+    async def save_code(self, record: CodeRecord) -> None:
+        await self._ensure_schema()
+        keys = [self._code_prefix + record.code_hash, self._codes]
+        args: list[str | bytes] = [
+            _code_body(record),
+            record.family_id,
+            _number(record.expires_at, "expires_at"),
+            self._retention_ms,
+            record.code_hash,
+        ]
+        _number(record.issued_at, "issued_at")
+        with self._backend("save_code"):
+            stored = await self._save(keys=keys, args=args)
+        if not stored:
+            raise GrantConflict(f"code hash {record.code_hash!r} is already stored")
+
+    async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        await self._ensure_schema()
+        keys = [self._code_prefix + code_hash, self._revoked]
+        with self._backend("redeem_code"):
+            answer = cast(list[bytes], await self._redeem(keys=keys, args=[_number(now, "now")]))
+        status = _text(answer[0])
+        if status == "unknown":
+            return CodeOutcome(status=CodeStatus.UNKNOWN)
+        if status == "replayed":
+            return CodeOutcome(status=CodeStatus.REPLAYED, family_id=_text(answer[1]))
+        if status == "expired":
+            return CodeOutcome(status=CodeStatus.EXPIRED, family_id=_text(answer[1]))
+        return CodeRecord(code_hash=code_hash, **orjson.loads(answer[1]))
+
+    async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        await self._ensure_schema()
+        # Parsed back exactly as the redeem script parses ARGV[1]: both sides agree on the edge.
+        instant = float(_number(now, "now"))
+        with self._backend("peek_code"):
+            # One HMGET reads the hash atomically; nothing is written, no script needed.
+            found = await self._client.hmget(
+                self._code_prefix + code_hash, ["body", "family_id", "expires_at", "used"]
+            )
+        body, family_id, expires_at, used = cast(list[bytes | None], found)
+        if body is None or family_id is None or expires_at is None:
+            return CodeOutcome(status=CodeStatus.UNKNOWN)
+        if used is not None and _text(used) == "1":
+            return CodeOutcome(status=CodeStatus.REPLAYED, family_id=_text(family_id))
+        if instant > float(expires_at):
+            return CodeOutcome(status=CodeStatus.EXPIRED, family_id=_text(family_id))
+        return CodeRecord(code_hash=code_hash, **orjson.loads(body))
+
+    async def create_family(
+        self,
+        family_id: str,
+        *,
+        subject: str,
+        client_id: str,
+        resource: str,
+        scope: str,
+        first_token_hash: str,
+        now: float,
+    ) -> RefreshFamily:
+        await self._ensure_schema()
+        created_at = _number(now, "now")
+        keys = [
+            self._family_prefix + family_id,
+            self._revoked,
+            self._token_prefix + first_token_hash,
+            self._family_tokens_prefix + family_id,
+            self._families,
+        ]
+        args = [family_id, subject, client_id, resource, scope, created_at, first_token_hash]
+        with self._backend("create_family"):
+            outcome = _text(await self._create(keys=keys, args=args))
+        if outcome == "family":
+            raise GrantConflict(f"family {family_id!r} already exists or was revoked")
+        if outcome == "token":
+            raise GrantConflict("the refresh token hash is already stored")
+        return RefreshFamily(
+            family_id=family_id,
+            subject=subject,
+            client_id=client_id,
+            resource=resource,
+            scope=scope,
+            created_at=float(created_at),
+            rotated_at=float(created_at),
+            current_token_hash=first_token_hash,
+            generation=0,
+            revoked_reason=None,
+        )
+
+    async def rotate_refresh(
+        self, token_hash: str, new_token_hash: str, now: float
+    ) -> RefreshOutcome:
+        await self._ensure_schema()
+        keys = [
+            self._token_prefix + token_hash,
+            self._revoked,
+            self._token_prefix + new_token_hash,
+            self._families,
+        ]
+        args = [
+            token_hash,
+            new_token_hash,
+            _number(now, "now"),
+            self._family_prefix,
+            self._family_tokens_prefix,
+        ]
+        with self._backend("rotate_refresh"):
+            answer = cast(list[bytes], await self._rotate(keys=keys, args=args))
+        status = _text(answer[0])
+        if status == "unknown":
+            return RefreshOutcome(status=RefreshStatus.UNKNOWN)
+        if status == "conflict":
+            raise GrantConflict("the new refresh token hash is already stored")
+        return RefreshOutcome(status=RefreshStatus(status), family=_family_of(answer[1:]))
+
+    async def revoke_family(self, family_id: str, reason: str) -> bool:
+        await self._ensure_schema()
+        with self._backend("revoke_family"):
+            return bool(await self._client.hsetnx(self._revoked, family_id, reason))
+
+    async def family(self, family_id: str) -> RefreshFamily | None:
+        await self._ensure_schema()
+        keys = [self._family_prefix + family_id, self._revoked]
+        with self._backend("family"):
+            view = await self._family(keys=keys, args=[family_id])
+        return None if view is None else _family_of(cast(list[bytes], view))
+
+    async def is_revoked(self, family_id: str) -> bool:
+        await self._ensure_schema()
+        with self._backend("is_revoked"):
+            return bool(await self._client.hexists(self._revoked, family_id))
+
+    async def revoke_access(self, jti: str, expires_at: float) -> None:
+        await self._ensure_schema()
+        keys = [self._access_prefix + jti, self._access]
+        args = [_number(expires_at, "expires_at"), self._retention_ms, jti]
+        with self._backend("revoke_access"):
+            await self._revoke_access(keys=keys, args=args)
+
+    async def is_access_revoked(self, jti: str, now: float) -> bool:
+        await self._ensure_schema()
+        with self._backend("is_access_revoked"):
+            found = await self._client.get(self._access_prefix + jti)
+        return found is not None and now <= float(found)
+
+    async def purge(self, before: float) -> int:
+        await self._ensure_schema()
+        keys = [self._codes, self._access, self._families, self._revoked]
+        args = [
+            "(" + _number(before, "before"),
+            self._code_prefix,
+            self._access_prefix,
+            self._family_prefix,
+            self._family_tokens_prefix,
+            self._token_prefix,
+            str(_PURGE_BATCH),
+        ]
+        removed = 0
+        with self._backend("purge"):
+            while True:
+                count, more = cast(list[int], await self._purge(keys=keys, args=args))
+                removed += int(count)
+                if not more:
+                    return removed

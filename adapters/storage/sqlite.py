@@ -753,6 +753,13 @@ OAUTH_GRANT_STEPS: tuple[Migration, ...] = (
         f"CREATE TABLE {_ACCESS_REVOCATIONS} ("
         "jti TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID",
     ),
+    (
+        # For `purge`: what it deletes by time, and a family's tokens by family.
+        f"CREATE INDEX {_CODES}_expires_at ON {_CODES} (expires_at)",
+        f"CREATE INDEX {_ACCESS_REVOCATIONS}_expires_at ON {_ACCESS_REVOCATIONS} (expires_at)",
+        f"CREATE INDEX {_FAMILIES}_rotated_at ON {_FAMILIES} (rotated_at)",
+        f"CREATE INDEX {_REFRESH}_family_id ON {_REFRESH} (family_id)",
+    ),
 )
 
 
@@ -867,6 +874,24 @@ class SqliteGrantStore(_SqliteStore):
                 return record
 
         return await self._db.call(redeem)
+
+    async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        def peek(conn: sqlite3.Connection) -> CodeRecord | CodeOutcome:
+            # One SELECT: a consistent snapshot, and no write lock taken.
+            row = conn.execute(
+                f"SELECT {_CODE_COLUMNS}, used FROM {_CODES} WHERE code_hash = ?",
+                (code_hash,),
+            ).fetchone()
+            if row is None:
+                return CodeOutcome(status=CodeStatus.UNKNOWN)
+            record = _code(row)
+            if row[10]:
+                return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
+            if now > record.expires_at:
+                return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+            return record
+
+        return await self._db.call(peek)
 
     async def create_family(
         self,
@@ -993,3 +1018,23 @@ class SqliteGrantStore(_SqliteStore):
             return row is not None
 
         return await self._db.call(is_revoked)
+
+    async def purge(self, before: float) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            old_families = f"SELECT family_id FROM {_FAMILIES} WHERE rotated_at < ?"
+            with _immediate(conn):
+                codes = conn.execute(f"DELETE FROM {_CODES} WHERE expires_at < ?", (before,))
+                access = conn.execute(
+                    f"DELETE FROM {_ACCESS_REVOCATIONS} WHERE expires_at < ?", (before,)
+                )
+                conn.execute(
+                    f"DELETE FROM {_REFRESH} WHERE family_id IN ({old_families})", (before,)
+                )
+                conn.execute(
+                    f"DELETE FROM {_FAMILY_REVOCATIONS} WHERE family_id IN ({old_families})",
+                    (before,),
+                )
+                families = conn.execute(f"DELETE FROM {_FAMILIES} WHERE rotated_at < ?", (before,))
+                return codes.rowcount + access.rowcount + families.rowcount
+
+        return await self._db.call(purge)

@@ -180,6 +180,14 @@ class _LiveStream:
             self.listener = None
 
 
+@attrs.frozen
+class _Caller:
+    """Who is asking: the subject and the OAuth client of the request's access token."""
+
+    subject: str | None
+    client_id: str | None
+
+
 class _HttpSession:
     """This node's transport state for one session."""
 
@@ -282,7 +290,12 @@ class StreamableHttpService:
         responder: Responder,
         *,
         subject: str | None = None,
+        client_id: str | None = None,
     ) -> None:
+        """Serve one request. `subject` and `client_id` are who the request's access token
+        names (None without authorization): a session is bound to both when it is created, and
+        a request naming anyone else is told the session does not exist."""
+        caller = _Caller(subject, client_id)
         refusal = self.config.origin_policy.check(request.headers)
         if refusal is not None:
             await responder.respond(refusal)
@@ -292,11 +305,11 @@ class StreamableHttpService:
             await responder.respond(self._unavailable())
             return
         if method == "POST":
-            await self._post(request, read_body, responder, subject)
+            await self._post(request, read_body, responder, caller)
         elif method == "GET":
-            await self._get(request, responder, subject)
+            await self._get(request, responder, caller)
         elif method == "DELETE":
-            await responder.respond(await self._delete(request, subject))
+            await responder.respond(await self._delete(request, caller))
         else:
             await responder.respond(
                 error_response(405, "Method Not Allowed", headers=(("allow", "GET, POST, DELETE"),))
@@ -351,9 +364,7 @@ class StreamableHttpService:
 
     # ---- sessions -------------------------------------------------------------------------
 
-    async def _lookup(
-        self, request: HttpRequest, subject: str | None
-    ) -> _HttpSession | HttpResponse:
+    async def _lookup(self, request: HttpRequest, caller: _Caller) -> _HttpSession | HttpResponse:
         session_id = request.headers.get(wire.SESSION_ID)
         if session_id is None:
             return error_response(400, "Bad Request: Mcp-Session-Id header is required")
@@ -365,11 +376,14 @@ class StreamableHttpService:
             if state is not None:
                 self._drop(state, expired_after=now - state.session.last_active)
             return error_response(404, "Not Found: unknown or expired session", code=-32001)
+        if record.subject != caller.subject or record.client_id != caller.client_id:
+            # A session is bound to the subject and the client of the token that opened it
+            # (MCP 2025-11-25 "Security Best Practices" > "Session Hijacking"): anyone else
+            # cannot even see that it exists. Decided from the shared record, so every node
+            # agrees, and before anything local is rebuilt for the intruder.
+            return error_response(404, "Not Found: unknown or expired session", code=-32001)
         if state is None:
             state = self._restore(record, now)
-        if state.session.subject != subject:
-            # A session is bound to its subject; another subject cannot even see it exists.
-            return error_response(404, "Not Found: unknown or expired session", code=-32001)
         state.session.last_active = now
         if now - state.last_touch >= self.config.touch_interval:
             state.last_touch = now
@@ -428,7 +442,7 @@ class StreamableHttpService:
         request: HttpRequest,
         read_body: BodyReader,
         responder: Responder,
-        subject: str | None,
+        caller: _Caller,
     ) -> None:
         refusal = wire.check_post_headers(request.headers)
         if refusal is not None:
@@ -471,9 +485,9 @@ class StreamableHttpService:
                 )
                 return
             if message.method == "initialize" and wire.SESSION_ID not in request.headers:
-                await self._initialize(message, responder, subject)
+                await self._initialize(message, responder, caller)
                 return
-        found = await self._lookup(request, subject)
+        found = await self._lookup(request, caller)
         if isinstance(found, HttpResponse):
             await responder.respond(found)
             return
@@ -489,12 +503,16 @@ class StreamableHttpService:
         else:
             await self._serve_request(found, message, responder)
 
-    async def _initialize(
-        self, request: Request, responder: Responder, subject: str | None
-    ) -> None:
+    async def _initialize(self, request: Request, responder: Responder, caller: _Caller) -> None:
         now = self.clock.now()
         self._maybe_sweep(now)
-        session = ServerSession(self.server, self._mint_session_id(), now=now, subject=subject)
+        session = ServerSession(
+            self.server,
+            self._mint_session_id(),
+            now=now,
+            subject=caller.subject,
+            client_id=caller.client_id,
+        )
         response = await self.server.handle_request(session, request, _DISCARD_OUTBOUND)
         assert response is not None  # initialize cannot be cancelled
         if "error" in response:
@@ -510,7 +528,8 @@ class StreamableHttpService:
             last_active=now,
             client_capabilities=session.client.capabilities,
             client_info=session.client.info,
-            subject=subject,
+            subject=caller.subject,
+            client_id=caller.client_id,
         )
         try:
             await self.sessions.create(record)
@@ -639,7 +658,7 @@ class StreamableHttpService:
 
     # ---- GET ------------------------------------------------------------------------------
 
-    async def _get(self, request: HttpRequest, responder: Responder, subject: str | None) -> None:
+    async def _get(self, request: HttpRequest, responder: Responder, caller: _Caller) -> None:
         refusal = wire.check_get_headers(request.headers)
         if refusal is None:
             version = wire.protocol_version_of(request.headers)
@@ -647,7 +666,7 @@ class StreamableHttpService:
         if refusal is not None:
             await responder.respond(refusal)
             return
-        found = await self._lookup(request, subject)
+        found = await self._lookup(request, caller)
         if isinstance(found, HttpResponse):
             await responder.respond(found)
             return
@@ -773,8 +792,8 @@ class StreamableHttpService:
 
     # ---- DELETE ---------------------------------------------------------------------------
 
-    async def _delete(self, request: HttpRequest, subject: str | None) -> HttpResponse:
-        found = await self._lookup(request, subject)
+    async def _delete(self, request: HttpRequest, caller: _Caller) -> HttpResponse:
+        found = await self._lookup(request, caller)
         if isinstance(found, HttpResponse):
             return found
         session_id = found.session.id

@@ -26,10 +26,10 @@ and what needs only ports:
   positive answers are cached for at most `cache_ttl` and never past the token's `exp`
   (negative answers are not cached, so a token activated later is not refused from a cache).
 
-The `HttpClient` port only has GET. Introspection needs a form POST, so this module defines the
-small `FormPoster` Protocol it needs rather than extending the shared port; an adapter that
-speaks both (the httpx one, once it grows `post_form` under the same SSRF policy) serves both.
-Note for the lead: `FormPoster` belongs in `ports/http_client.py` when that port is extended.
+Introspection is a form POST through the `HttpRequester` port (`ports/http_client.py`: the
+`HttpClient` with `request`), under the same SSRF policy as every other outbound call; redirects
+are not followed (an introspection endpoint that redirects is misconfigured, and following it
+would send the client credentials elsewhere).
 
 Spec: RFC 7662 (introspection), RFC 7517 (JWK Set), RFC 9068 section 4 (validation), RFC 8707
 (audience is the resource), RFC 8725 (JWT best practices); MCP 2025-11-25 "Authorization" >
@@ -44,13 +44,19 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
-from urllib.parse import quote
+from typing import Any, Final, Generic, TypeVar
+from urllib.parse import quote, urlencode
 
 import anyio
 import attrs
 
-from mcp_core.ports.http_client import HttpClient, HttpResult, OutboundFailed, OutboundRefused
+from mcp_core.ports.http_client import (
+    HttpClient,
+    HttpRequester,
+    HttpResult,
+    OutboundFailed,
+    OutboundRefused,
+)
 from mcp_core.ports.system import Clock
 from mcp_core.ports.tokens import AccessTokenInfo, TokenInvalid, VerifierUnavailable
 
@@ -58,7 +64,6 @@ __all__ = [
     "JWT_REQUIRED_CLAIMS",
     "MAX_LEEWAY_SECONDS",
     "MAX_TOKEN_BYTES",
-    "FormPoster",
     "IntrospectionVerifier",
     "JwksCache",
     "check_jwt_claims",
@@ -260,17 +265,6 @@ def _json_object(result: HttpResult) -> dict[str, Any] | None:
 # ---- RFC 7662 introspection -------------------------------------------------------------------
 
 
-@runtime_checkable
-class FormPoster(Protocol):
-    """Outbound `application/x-www-form-urlencoded` POST under the same SSRF policy as
-    `HttpClient.get`: the same errors (`OutboundRefused`, `OutboundFailed`), the whole response
-    as an `HttpResult`, never cached. Local to this module until the `HttpClient` port grows it."""
-
-    async def post_form(
-        self, url: str, *, form: Mapping[str, str], headers: dict[str, str] | None = None
-    ) -> HttpResult: ...
-
-
 @attrs.frozen
 class _Cached:
     info: AccessTokenInfo
@@ -283,7 +277,7 @@ class IntrospectionVerifier:
     def __init__(
         self,
         endpoint: str,
-        http: FormPoster,
+        http: HttpRequester,
         client_id: str,
         client_secret: str,
         resource: str,
@@ -341,10 +335,16 @@ class IntrospectionVerifier:
 
     async def _introspect(self, token: str, now: float) -> AccessTokenInfo:
         try:
-            result = await self._http.post_form(
+            result = await self._http.request(
+                "POST",
                 self._endpoint,
-                form={"token": token, "token_type_hint": "access_token"},
-                headers={"authorization": self._authorization, "accept": "application/json"},
+                headers={
+                    "authorization": self._authorization,
+                    "accept": "application/json",
+                    "content-type": "application/x-www-form-urlencoded",
+                },
+                body=urlencode({"token": token, "token_type_hint": "access_token"}).encode(),
+                follow_redirects=False,
             )
         except (OutboundRefused, OutboundFailed) as error:
             raise VerifierUnavailable("the introspection endpoint did not answer") from error

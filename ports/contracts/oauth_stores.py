@@ -1,9 +1,10 @@
 """The `ClientStore` and `GrantStore` contracts (see `mcp_core.ports.oauth_stores`).
 
 Besides the examples and the model-based machines, the grant contract races: many redeems of
-one code, and many rotations of one refresh token, started together as tasks on one event loop
-and spread over two handles on the same data (`open_again`), so an adapter whose atomicity
-depends on its connection (SQLite, PostgreSQL, Redis) is checked across connections too.
+one code, peeks racing a redeem, and many rotations of one refresh token, started together as
+tasks on one event loop and spread over two handles on the same data (`open_again`), so an
+adapter whose atomicity depends on its connection (SQLite, PostgreSQL, Redis) is checked across
+connections too.
 """
 
 from __future__ import annotations
@@ -258,6 +259,81 @@ class GrantStoreContract:
         store = run.build(self.make_store)
         assert run(store.redeem_code, "nope", 1000.0) == CodeOutcome(status=CodeStatus.UNKNOWN)
 
+    def test_peek_has_no_side_effect(self, run: Driver) -> None:
+        store = run.build(self.make_store)
+        record = code("h1", family_id="fam-1")
+        run(store.save_code, record)
+        # Peeking any number of times leaves the code redeemable.
+        assert run(store.peek_code, "h1", 1001.0) == record
+        assert run(store.peek_code, "h1", 1001.0) == record
+        assert run(store.redeem_code, "h1", 1002.0) == record
+        self._family(run, store, "fam-1", "t1")
+        # A peek at a redeemed code says it was replayed and revokes nothing...
+        replayed = CodeOutcome(status=CodeStatus.REPLAYED, family_id="fam-1")
+        assert run(store.peek_code, "h1", 1003.0) == replayed
+        assert run(store.peek_code, "h1", 1000.0 + CODE_TTL + 1.0) == replayed
+        assert run(store.is_revoked, "fam-1") is False
+        assert run(store.rotate_refresh, "t1", "t2", 1004.0).status is RefreshStatus.ROTATED
+        # ...while a redeem of it does.
+        assert run(store.redeem_code, "h1", 1005.0) == replayed
+        assert run(store.is_revoked, "fam-1") is True
+
+    def test_peek_at_a_replayed_code_before_its_family_exists_revokes_nothing(
+        self, run: Driver
+    ) -> None:
+        store = run.build(self.make_store)
+        run(store.save_code, code("h1", family_id="fam-1"))
+        run(store.redeem_code, "h1", 1001.0)
+        assert run(store.peek_code, "h1", 1001.0) == CodeOutcome(
+            status=CodeStatus.REPLAYED, family_id="fam-1"
+        )
+        assert run(store.is_revoked, "fam-1") is False
+        created = self._family(run, store, "fam-1", "t1")  # the family can still be created
+        assert created.revoked is False
+
+    def test_peek_follows_the_expiry_edge_of_redeem(self, run: Driver) -> None:
+        store = run.build(self.make_store)
+        run(store.save_code, code("late", issued_at=1000.0))
+        run(store.save_code, code("edge", issued_at=1000.0))
+        expired = CodeOutcome(status=CodeStatus.EXPIRED, family_id="fam-1")
+        assert run(store.peek_code, "late", 1000.0 + CODE_TTL + 0.5) == expired
+        assert run(store.peek_code, "edge", 1000.0 + CODE_TTL) == code("edge")
+        # Peeking at an expired code did not mark it used: it is still expired, not replayed.
+        assert run(store.redeem_code, "late", 1000.0 + CODE_TTL + 0.5) == expired
+        assert run(store.redeem_code, "edge", 1000.0 + CODE_TTL) == code("edge")
+        assert run(store.is_revoked, "fam-1") is False
+
+    def test_peek_at_unknown_and_purged_codes(self, run: Driver) -> None:
+        store = run.build(self.make_store)
+        unknown = CodeOutcome(status=CodeStatus.UNKNOWN)
+        assert run(store.peek_code, "nope", 1000.0) == unknown
+        run(store.save_code, code("h1", issued_at=1000.0))
+        run(store.redeem_code, "h1", 1001.0)
+        run(store.purge, 2000.0)
+        assert run(store.peek_code, "h1", 1001.0) == unknown
+        assert run(store.redeem_code, "h1", 1001.0) == unknown
+
+    def test_peeks_racing_a_redeem_never_change_its_outcome(self, run: Driver) -> None:
+        store = run.build(self.make_store)
+        handles = [store, run.build(lambda: self.open_again(store))]
+        run(store.save_code, code("h1"))
+
+        async def race() -> list[CodeRecord | CodeOutcome]:
+            calls: list[Callable[[], Awaitable[CodeRecord | CodeOutcome]]] = [
+                partial(handles[i % 2].peek_code, "h1", 1001.0) for i in range(self.racers)
+            ]
+            calls.insert(self.racers // 2, partial(handles[1].redeem_code, "h1", 1001.0))
+            return await _together(calls)
+
+        results = run(race)
+        redeemed = results.pop(self.racers // 2)
+        assert redeemed == code("h1")
+        replayed = CodeOutcome(status=CodeStatus.REPLAYED, family_id="fam-1")
+        # Each peek saw the code before or after the redeem, never anything else.
+        assert all(r in (code("h1"), replayed) for r in results)
+        assert run(store.is_revoked, "fam-1") is False
+        assert run(store.peek_code, "h1", 1001.0) == replayed
+
     def test_saving_a_code_hash_twice_is_refused(self, run: Driver) -> None:
         store = run.build(self.make_store)
         run(store.save_code, code("h1", family_id="fam-1"))
@@ -383,6 +459,79 @@ class GrantStoreContract:
         run(store.revoke_access, "jti-1", 3000.0)
         assert run(store.is_access_revoked, "jti-1", 2500.0) is True
 
+    # ---- purge --------------------------------------------------------------------------------
+
+    def test_purge_removes_codes_and_access_revocations_that_expired_before(
+        self, run: Driver
+    ) -> None:
+        store = run.build(self.make_store)
+        run(store.save_code, code("old", issued_at=1000.0))  # expires 1600
+        run(store.save_code, code("used", family_id="fam-2", issued_at=1000.0))
+        run(store.redeem_code, "used", 1001.0)
+        run(store.save_code, code("edge", issued_at=1400.0))  # expires 2000: not before 2000
+        run(store.save_code, code("new", issued_at=2000.0))
+        run(store.revoke_access, "jti-old", 1999.0)
+        run(store.revoke_access, "jti-edge", 2000.0)
+        run(store.revoke_access, "jti-new", 5000.0)
+        assert run(store.purge, 2000.0) == 3
+        unknown = CodeOutcome(status=CodeStatus.UNKNOWN)
+        assert run(store.redeem_code, "old", 1500.0) == unknown
+        # A purged used code is forgotten: its replay no longer finds (nor revokes) the family.
+        assert run(store.redeem_code, "used", 1500.0) == unknown
+        assert run(store.is_revoked, "fam-2") is False
+        assert run(store.redeem_code, "edge", 1999.0) == code("edge", issued_at=1400.0)
+        assert run(store.redeem_code, "new", 2001.0) == code("new", issued_at=2000.0)
+        assert run(store.is_access_revoked, "jti-old", 1000.0) is False
+        assert run(store.is_access_revoked, "jti-edge", 1000.0) is True
+        assert run(store.is_access_revoked, "jti-new", 1000.0) is True
+        assert run(store.purge, 2000.0) == 0
+        run(store.save_code, code("old", issued_at=3000.0))  # the hash is free again
+        assert run(store.purge, 5000.5) == 5  # edge, new, old; jti-edge, jti-new
+
+    def test_purge_forgets_families_rotated_before_with_their_tokens(self, run: Driver) -> None:
+        store = run.build(self.make_store)
+        self._family(run, store, "fam-old", "a1")
+        run(store.rotate_refresh, "a1", "a2", 1500.0)
+        self._family(run, store, "fam-revoked", "b1")
+        run(store.revoke_family, "fam-revoked", "user_revoked")
+        self._family(run, store, "fam-live", "c1")
+        run(store.rotate_refresh, "c1", "c2", 3000.0)
+        self._family(run, store, "fam-edge", "d1")
+        run(store.rotate_refresh, "d1", "d2", 2000.0)
+        run(store.revoke_family, "fam-never-created", "code_replayed")
+        live = run(store.family, "fam-live")
+        edge = run(store.family, "fam-edge")
+        assert run(store.purge, 2000.0) == 2
+        for family_id in ("fam-old", "fam-revoked"):
+            assert run(store.family, family_id) is None
+            assert run(store.is_revoked, family_id) is False
+        for token in ("a1", "a2", "b1"):
+            outcome = run(store.rotate_refresh, token, "x", 4000.0)
+            assert outcome == RefreshOutcome(status=RefreshStatus.UNKNOWN)
+        assert run(store.family, "fam-live") == live
+        assert run(store.family, "fam-edge") == edge
+        # A revocation with no family carries no time: it stays.
+        assert run(store.is_revoked, "fam-never-created") is True
+        # The old ids and token hashes are free again.
+        self._family(run, store, "fam-old", "a2")
+        assert run(store.rotate_refresh, "c2", "c3", 4000.0).status is RefreshStatus.ROTATED
+        assert run(store.rotate_refresh, "c1", "c9", 4000.0).status is RefreshStatus.REUSED
+        assert run(store.purge, 2000.0) == 1  # the new fam-old, created at 1000
+
+    def test_concurrent_purges_count_each_record_once(self, run: Driver) -> None:
+        store = run.build(self.make_store)
+        handles = [store, run.build(lambda: self.open_again(store))]
+        for i in range(4):
+            run(store.save_code, code(f"h{i}", family_id=f"fam-{i}"))
+            self._family(run, store, f"fam-{i}", f"t{i}")
+            run(store.revoke_access, f"jti-{i}", 1500.0)
+
+        async def race() -> list[int]:
+            return await _together([partial(handles[i % 2].purge, 9999.0) for i in range(4)])
+
+        assert sum(run(race)) == 12
+        assert run(store.purge, 9999.0) == 0
+
     # ---- against a model ----------------------------------------------------------------------
 
     def test_model_agreement(self, run: Driver) -> None:
@@ -440,6 +589,23 @@ class GrantStoreContract:
                 else:
                     assert got == record
                     self.used.add(code_hash)
+
+            @rule(code_hash=code_hashes)
+            def peek(self, code_hash: str) -> None:
+                # The model is left as it is: the later rules and the invariant then check that
+                # the peek changed nothing a redeem, a rotation or `is_revoked` can see.
+                got = run(self.store.peek_code, code_hash, self.now)
+                record = self.codes.get(code_hash)
+                if record is None:
+                    assert got == CodeOutcome(status=CodeStatus.UNKNOWN)
+                elif code_hash in self.used:
+                    assert got == CodeOutcome(
+                        status=CodeStatus.REPLAYED, family_id=record.family_id
+                    )
+                elif self.now > record.expires_at:
+                    assert got == CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+                else:
+                    assert got == record
 
             @rule(family_id=family_ids, token=tokens)
             def create_family(self, family_id: str, token: str) -> None:
@@ -502,6 +668,24 @@ class GrantStoreContract:
                 expires_at = self.now + lifetime
                 run(self.store.revoke_access, jti, expires_at)
                 self.access[jti] = max(expires_at, self.access.get(jti, expires_at))
+
+            @rule(back=st.sampled_from([0.0, 300.0, 900.0]))
+            def purge(self, back: float) -> None:
+                before = self.now - back
+                codes = [h for h, record in self.codes.items() if record.expires_at < before]
+                for code_hash in codes:
+                    del self.codes[code_hash]
+                    self.used.discard(code_hash)
+                access = [jti for jti, expires_at in self.access.items() if expires_at < before]
+                for jti in access:
+                    del self.access[jti]
+                families = {f for f, family in self.families.items() if family.rotated_at < before}
+                for family_id in families:
+                    del self.families[family_id]
+                    self.revoked.pop(family_id, None)
+                self.tokens = {t: f for t, f in self.tokens.items() if f not in families}
+                removed = len(codes) + len(access) + len(families)
+                assert run(self.store.purge, before) == removed
 
             @invariant()
             def agree(self) -> None:

@@ -56,6 +56,32 @@ class SessionStoreContract:
         run(store.create, rec)
         assert run(store.get, "a", 1.0) == rec
 
+    def test_the_client_binding_round_trips(self, run: Driver) -> None:
+        # The session is bound to the subject and the OAuth client of the token that opened
+        # it; every node reads both back from the store to enforce the binding.
+        store = self._store(run)
+        bound = record("a", 0.0, client_id="client-a")
+        unbound = record("b", 0.0, subject=None, client_id=None)
+        run(store.create, bound)
+        run(store.create, unbound)
+        assert run(store.get, "a", 1.0) == bound
+        assert run(store.get, "b", 1.0) == unbound
+        run(store.put, attrs.evolve(bound, state="closed"))
+        got = run(store.get, "a", 1.0)
+        assert got is not None
+        assert (got.subject, got.client_id, got.state) == ("user-1", "client-a", "closed")
+        run(store.touch, "a", 2.0)
+        got = run(store.get, "a", 2.0)
+        assert got is not None
+        assert got.client_id == "client-a"
+        # Exact strings: no trimming, case folding or empty-to-None conversion.
+        odd = record("c", 0.0, client_id=" Client-Ä\u2603 ")
+        empty = record("d", 0.0, client_id="")
+        run(store.create, odd)
+        run(store.create, empty)
+        assert run(store.get, "c", 1.0) == odd
+        assert run(store.get, "d", 1.0) == empty
+
     def test_unknown_session_reads_none(self, run: Driver) -> None:
         assert run(self._store(run).get, "nope", 0.0) is None
 
@@ -141,9 +167,9 @@ class SessionStoreContract:
             def _live_count(self) -> int:
                 return sum(1 for sid in self.model if self._live(sid) is not None)
 
-            @rule(sid=st.sampled_from("abcdefg"))
-            def create(self, sid: str) -> None:
-                rec = record(sid, self.now)
+            @rule(sid=st.sampled_from("abcdefg"), client_id=st.sampled_from([None, "c1", "c2"]))
+            def create(self, sid: str, client_id: str | None) -> None:
+                rec = record(sid, self.now, client_id=client_id)
                 if self._live(sid) is not None:
                     with pytest.raises(ValueError, match="taken"):
                         run(self.store.create, rec)

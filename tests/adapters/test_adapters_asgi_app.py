@@ -1,5 +1,6 @@
 """The ASGI app in process, with a fake clock and random source: session expiry, limits,
-subject binding, session ids, lifespan and scopes it does not serve."""
+subject and client binding (on one node and across two sharing a store), session ids, lifespan
+and scopes it does not serve."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from mcp_core.adapters.asgi import create_app
-from mcp_core.adapters.storage.memory import InMemoryEventStore
+from mcp_core.adapters.storage.memory import InMemoryEventStore, InMemorySessionStore
 from mcp_core.core.services.context import Context
 from mcp_core.core.services.server import McpServer
 from mcp_core.ports.events import Replay
@@ -131,6 +132,86 @@ async def test_a_session_is_bound_to_the_subject_that_opened_it(asgi) -> None:
     for user, status in (("alice", 200), ("bob", 404), (None, 404)):
         answer = await asgi(app, headers=headers, body=PING, scope_extra=as_user(user))
         assert answer.status == status, user
+
+
+def _caller(subject: str | None, client_id: str | None) -> dict[str, Any]:
+    """What `ProtectedResource` puts in the scope for a verified token."""
+    found: dict[str, Any] = {}
+    if subject is not None:
+        found["mcp_core.subject"] = subject
+    if client_id is not None:
+        found["mcp_core.client_id"] = client_id
+    return found
+
+
+async def test_a_session_is_bound_to_the_client_that_opened_it(asgi) -> None:
+    sessions = InMemorySessionStore()
+    app = create_app(_server(), clock=FakeClock(), session_store=sessions)
+    opened = await asgi(
+        app, headers=JSON_HEADERS, body=INITIALIZE, scope_extra=_caller("alice", "client-a")
+    )
+    session_id = opened.headers["mcp-session-id"]
+    record = await sessions.get(session_id, 1000.0)
+    assert record is not None
+    assert (record.subject, record.client_id) == ("alice", "client-a")
+    headers = [*JSON_HEADERS, (b"mcp-session-id", session_id.encode())]
+    for subject, client_id, status in (
+        ("alice", "client-b", 404),
+        ("alice", None, 404),
+        ("bob", "client-a", 404),
+        ("alice", "client-a", 200),
+    ):
+        answer = await asgi(
+            app, headers=headers, body=PING, scope_extra=_caller(subject, client_id)
+        )
+        assert answer.status == status, (subject, client_id)
+    # Another client can neither listen on the session nor end it.
+    intruder = _caller("alice", "client-b")
+    assert (await asgi(app, method="GET", headers=headers, scope_extra=intruder)).status == 404
+    assert (await asgi(app, method="DELETE", headers=headers, scope_extra=intruder)).status == 404
+    owner = _caller("alice", "client-a")
+    assert (await asgi(app, headers=headers, body=PING, scope_extra=owner)).status == 200
+
+
+async def test_client_of_picks_where_the_client_id_comes_from(asgi) -> None:
+    app = create_app(_server(), clock=FakeClock(), client_of=lambda scope: scope.get("test.client"))
+    assert app.client_of({"test.client": "x"}) == "x"
+    opened = await asgi(
+        app, headers=JSON_HEADERS, body=INITIALIZE, scope_extra={"test.client": "client-a"}
+    )
+    headers = [*JSON_HEADERS, (b"mcp-session-id", opened.headers["mcp-session-id"].encode())]
+    for extra, status in (
+        ({"test.client": "client-b"}, 404),
+        # The default key is not read once `client_of` is replaced.
+        ({"mcp_core.client_id": "client-a"}, 404),
+        ({"test.client": "client-a"}, 200),
+    ):
+        answer = await asgi(app, headers=headers, body=PING, scope_extra=extra)
+        assert answer.status == status, extra
+
+
+async def test_two_nodes_sharing_a_store_enforce_the_client_binding(asgi) -> None:
+    """Node 1 opens the session; node 2, which has never seen it, serves its owner and refuses
+    another client: the binding travels in the shared record, not in a node's memory."""
+    sessions = InMemorySessionStore()
+    events = InMemoryEventStore()
+    node1, node2 = (
+        create_app(_server(), clock=FakeClock(), session_store=sessions, event_store=events)
+        for _ in range(2)
+    )
+    opened = await asgi(
+        node1, headers=JSON_HEADERS, body=INITIALIZE, scope_extra=_caller("alice", "client-a")
+    )
+    headers = [*JSON_HEADERS, (b"mcp-session-id", opened.headers["mcp-session-id"].encode())]
+    intruder = _caller("alice", "client-b")
+    answer = await asgi(node2, headers=headers, body=PING, scope_extra=intruder)
+    assert answer.status == 404
+    assert node2.service.live_sessions == 0  # nothing was rebuilt for the intruder
+    owner = _caller("alice", "client-a")
+    assert (await asgi(node2, headers=headers, body=PING, scope_extra=owner)).status == 200
+    assert node2.service.live_sessions == 1
+    answer = await asgi(node1, headers=headers, body=PING, scope_extra=intruder)
+    assert answer.status == 404
 
 
 async def test_a_header_sent_twice_is_joined_and_judged_whole(asgi) -> None:

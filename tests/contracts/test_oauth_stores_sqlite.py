@@ -4,12 +4,17 @@ file; the grant races run over two connections to that file."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mcp_core.adapters.storage.sqlite import SqliteClientStore, SqliteGrantStore
+from mcp_core.adapters.storage.sqlite import (
+    OAUTH_GRANT_STEPS,
+    SqliteClientStore,
+    SqliteGrantStore,
+)
 from mcp_core.ports.contracts._portal import Driver, driver
 from mcp_core.ports.contracts.oauth_stores import ClientStoreContract, GrantStoreContract
 from mcp_core.ports.oauth_stores import ClientStore, GrantStore
@@ -69,3 +74,36 @@ def test_client_and_grant_stores_share_one_file(tmp_path: Path) -> None:
         finally:
             run(clients.close)
             run(grants.close)
+
+
+def test_a_file_at_the_first_grant_schema_gains_the_purge_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with driver() as run:
+        grants = run.build(lambda: SqliteGrantStore(path))
+        run(grants.revoke_access, "jti-1", 1000.0)
+        run(grants.close)
+    indexes = (
+        "mcp_core_oauth_codes_expires_at",
+        "mcp_core_oauth_access_revocations_expires_at",
+        "mcp_core_oauth_families_rotated_at",
+        "mcp_core_oauth_refresh_tokens_family_id",
+    )
+    with sqlite3.connect(path) as conn:  # back to what the first release wrote
+        for index in indexes:
+            conn.execute(f"DROP INDEX {index}")
+        conn.execute("UPDATE mcp_core_schema SET version = 1 WHERE component = 'oauth_grants'")
+    conn.close()
+    with driver() as run:
+        grants = run.build(lambda: SqliteGrantStore(path))
+        try:
+            assert run(grants.purge, 1000.5) == 1
+        finally:
+            run(grants.close)
+    with sqlite3.connect(path) as conn:
+        found = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        version = conn.execute(
+            "SELECT version FROM mcp_core_schema WHERE component = 'oauth_grants'"
+        ).fetchone()
+    conn.close()
+    assert set(indexes) <= found
+    assert version == (len(OAUTH_GRANT_STEPS),)

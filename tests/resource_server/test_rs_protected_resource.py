@@ -3,7 +3,9 @@ challenges, audience checks, no token passthrough, session binding and per-tool 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,8 +14,11 @@ import pytest
 
 from mcp_core.adapters.asgi import create_app
 from mcp_core.adapters.asgi.resource_server import ProtectedResource
+from mcp_core.adapters.storage.memory import InMemoryEventStore, InMemorySessionStore
+from mcp_core.adapters.storage.sqlite import SqliteSessionStore
 from mcp_core.core.oauth.challenges import bearer_challenge, parse_www_authenticate
 from mcp_core.core.services.server import McpServer
+from mcp_core.ports.sessions import SessionStore
 from mcp_core.ports.tokens import (
     AccessTokenInfo,
     TokenInvalid,
@@ -316,6 +321,69 @@ async def test_a_session_is_bound_to_the_client(client: httpx.AsyncClient) -> No
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     headers = {**_bearer("alice-other-client"), "mcp-session-id": session_id}
     assert (await client.post("/mcp", json=ping, headers=headers)).status_code == 404
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_two_nodes_sharing_a_session_store_keep_the_client_binding(
+    verifier: FakeTokenVerifier, backend: str, tmp_path: Path
+) -> None:
+    """Two nodes, each its own app behind its own middleware, one session store: a session
+    client A opened on node 1 is refused to client B on node 2 (and on node 1), and still
+    served to A on node 2, so the refusal is the binding and not a session node 2 lacks."""
+    sessions: SessionStore
+    if backend == "memory":
+        sessions = InMemorySessionStore()
+    else:
+        sessions = SqliteSessionStore(tmp_path / "sessions.sqlite3")
+    events = InMemoryEventStore()
+
+    def node() -> ProtectedResource:
+        server = _server()
+        app = create_app(
+            server,
+            allowed_hosts=("mcp.example",),
+            allowed_origins=(),
+            session_store=sessions,
+            event_store=events,
+        )
+        return ProtectedResource(
+            app, verifier, resource=RESOURCE, authorization_servers=[ISSUER], server=server
+        )
+
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    async with (
+        _closing(sessions),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=node()),  # type: ignore[arg-type]
+            base_url="https://mcp.example",
+        ) as node1,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=node()),  # type: ignore[arg-type]
+            base_url="https://mcp.example",
+        ) as node2,
+    ):
+        session_id = await _open_session(node1, "alice-token")
+        as_b = {**_bearer("alice-other-client"), "mcp-session-id": session_id}
+        as_a = {**_bearer("alice-token"), "mcp-session-id": session_id}
+        refused = await node2.post("/mcp", json=ping, headers=as_b)
+        assert refused.status_code == 404
+        assert refused.json()["error"]["code"] == -32001
+        assert (await node1.post("/mcp", json=ping, headers=as_b)).status_code == 404
+        assert (await node2.delete("/mcp", headers=as_b)).status_code == 404
+        assert (await node2.post("/mcp", json=ping, headers=as_a)).status_code == 200
+        call = _call("read_file", {"path": "a.txt"})
+        answer = await node2.post("/mcp", json=call, headers=as_a)
+        assert answer.status_code == 200
+        assert answer.json()["result"]["content"][0]["text"] == "contents of a.txt"
+
+
+@contextlib.asynccontextmanager
+async def _closing(store: SessionStore) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        if isinstance(store, SqliteSessionStore):
+            await store.close()
 
 
 # ---- per-tool scopes -------------------------------------------------------------------------

@@ -1,18 +1,19 @@
 """`IntrospectionVerifier`: opaque tokens through RFC 7662 introspection (issue 4, "Resource
-server"). The endpoint is a fake `FormPoster` that records every POST."""
+server"). The endpoint is a fake `HttpRequester` that records every POST; one test runs the
+real httpx adapter against a local ASGI endpoint."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import attrs
 import pytest
 
-from mcp_core.core.services.token_verifiers import FormPoster, IntrospectionVerifier
-from mcp_core.ports.http_client import HttpResult, OutboundRefused
+from mcp_core.core.services.token_verifiers import IntrospectionVerifier
+from mcp_core.ports.http_client import HttpRequester, HttpResult, OutboundPolicy, OutboundRefused
 from mcp_core.ports.tokens import TokenInvalid, TokenVerifier, VerifierUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -47,14 +48,34 @@ class FakeFormPoster:
     failure: Exception | None = None
     calls: list[Call] = attrs.field(factory=list)
 
-    async def post_form(
-        self, url: str, *, form: Mapping[str, str], headers: dict[str, str] | None = None
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        policy: OutboundPolicy | None = None,
     ) -> HttpResult:
-        self.calls.append(Call(url, dict(form), dict(headers or {})))
+        raise AssertionError("introspection never GETs")
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        policy: OutboundPolicy | None = None,
+        follow_redirects: bool = True,
+    ) -> HttpResult:
+        assert method == "POST"
+        assert follow_redirects is False  # never send the credentials where a redirect says
+        sent = dict(headers or {})
+        assert sent["content-type"] == "application/x-www-form-urlencoded"
+        self.calls.append(Call(url, dict(parse_qsl(body.decode())), sent))
         if self.failure is not None:
             raise self.failure
-        body = json.dumps(self.answer).encode()
-        return HttpResult(status=self.status, headers=(), body=body, final_url=url)
+        answer = json.dumps(self.answer).encode()
+        return HttpResult(status=self.status, headers=(), body=answer, final_url=url)
 
 
 def active(**changes: Any) -> dict[str, Any]:
@@ -90,7 +111,7 @@ def make(poster: FakeFormPoster, clock: FakeClock, cache_ttl: float = 60) -> Int
 async def test_active_token_gives_its_facts(poster: FakeFormPoster, clock: FakeClock) -> None:
     verifier = make(poster, clock)
     assert isinstance(verifier, TokenVerifier)
-    assert isinstance(poster, FormPoster)
+    assert isinstance(poster, HttpRequester)
     info = await verifier.verify("opaque-token", resource=RESOURCE)
     assert info.subject == "user-1"
     assert info.client_id == "client-1"
@@ -192,3 +213,49 @@ async def test_oversized_or_malformed_tokens_are_refused_without_a_request(
         with pytest.raises(TokenInvalid, match="malformed"):
             await verifier.verify(bad, resource=RESOURCE)
     assert poster.calls == []
+
+
+async def test_through_the_httpx_adapter_with_its_ssrf_policy(clock: FakeClock) -> None:
+    """The real adapter: a form POST with Basic credentials, never a redirect followed, and an
+    endpoint on a private address refused before any connection."""
+    import httpx
+
+    from mcp_core.adapters.http_client import HttpxClient
+
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        # The adapter pins the vetted address: the URL holds the IP, the Host header the name.
+        if request.headers["host"] == "moved.example":
+            return httpx.Response(307, headers={"location": "https://elsewhere.example/x"})
+        return httpx.Response(200, json=active())
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return {"as.example": ["93.184.216.34"], "moved.example": ["93.184.216.35"]}.get(
+            host, ["10.0.0.9"]
+        )
+
+    adapter = HttpxClient(resolver=resolve, transport=httpx.MockTransport(handle))
+    verifier = IntrospectionVerifier(ENDPOINT, adapter, "rs", "pw", RESOURCE, clock)
+    info = await verifier.verify("opaque-token", resource=RESOURCE)
+    assert info.subject == "user-1"
+    (request,) = seen
+    assert request.method == "POST"
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"rs:pw").decode()
+    assert dict(parse_qsl(request.content.decode())) == {
+        "token": "opaque-token",
+        "token_type_hint": "access_token",
+    }
+    # A redirecting endpoint is not followed: the answer is not JSON, so unavailable.
+    moved = IntrospectionVerifier("https://moved.example/i", adapter, "rs", "pw", RESOURCE, clock)
+    with pytest.raises(VerifierUnavailable):
+        await moved.verify("other-token", resource=RESOURCE)
+    assert [r.headers["host"] for r in seen] == ["as.example", "moved.example"]
+    # An endpoint on a private address is refused before anything is sent.
+    private = IntrospectionVerifier(
+        "https://intranet.example/i", adapter, "rs", "pw", RESOURCE, clock
+    )
+    with pytest.raises(VerifierUnavailable):
+        await private.verify("third-token", resource=RESOURCE)
+    assert len(seen) == 2
