@@ -78,6 +78,7 @@ assertion replay cache, and domain allow-lists for client ID metadata documents.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import html
@@ -158,6 +159,7 @@ from mcp_core.ports.oauth_stores import (
     GrantStore,
     RefreshStatus,
     RegisteredClient,
+    StoreUnavailable,
 )
 from mcp_core.ports.system import Clock, Random
 from mcp_core.ports.tokens import VerifierUnavailable
@@ -427,6 +429,7 @@ class AuthorizationServer:
         refresh_ttl: float = 30 * 86_400.0,
         consent_ttl: float = 600.0,
         allow_registration: bool = True,
+        purge_interval: float = 3600.0,
         http: HttpClient | None = None,
         client_id_metadata_documents: bool = True,
         document_ttl: tuple[float, float, float] = (
@@ -484,6 +487,8 @@ class AuthorizationServer:
         self.refresh_ttl = refresh_ttl
         self.consent_ttl = consent_ttl
         self.allow_registration = allow_registration
+        self.purge_interval = purge_interval
+        self._next_purge = clock.wall() + purge_interval
         self.http = http
         self.cimd_enabled = http is not None and client_id_metadata_documents
         self.document_ttl = document_ttl
@@ -952,8 +957,21 @@ class AuthorizationServer:
         except VerifierUnavailable:
             raise OAuthError(INVALID_CLIENT, "the client's jwks_uri could not be fetched") from None
 
+    async def purge(self) -> int:
+        """Remove what can no longer matter from the `GrantStore`: families idle past the
+        refresh lifetime (dead anyway), and codes and access-token revocations that expired
+        more than a refresh lifetime ago. Returns how many records went. `token` calls it at
+        most every `purge_interval` seconds, so a server needs no timer of its own."""
+        now = self.clock.wall()
+        self._next_purge = now + self.purge_interval
+        return await self.grants.purge(now - self.refresh_ttl)
+
     async def token(self, form: Mapping[str, str], headers: Mapping[str, str]) -> HttpResponse:
         """RFC 6749 3.2: every grant; errors are RFC 6749 5.2 bodies, always `no-store`."""
+        if self.clock.wall() >= self._next_purge:
+            # Housekeeping: a store that is down is the request's to report, not this.
+            with contextlib.suppress(StoreUnavailable):
+                await self.purge()
         try:
             client = await self._authenticate_client(form, headers, "token")
             grant_type = form.get("grant_type")

@@ -26,7 +26,7 @@ from mcp_core.adapters.jwt_keys import InMemoryKeySet
 from mcp_core.adapters.system import SystemRandom
 from mcp_core.core.services.authorization_server import AuthorizationServer
 from mcp_core.core.services.server import McpServer
-from mcp_core.ports.oauth_stores import ClientStore, GrantStore
+from mcp_core.ports.oauth_stores import ClientStore, CodeOutcome, CodeStatus, GrantStore
 
 from .backends import BACKENDS, open_backend
 
@@ -405,3 +405,34 @@ async def test_token_for_another_resource_is_refused(
     answer = await client.add(other, 1, 1)
     assert answer.status_code == 401
     assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+
+
+async def test_the_token_endpoint_purges_what_can_no_longer_matter(
+    harness: tuple[Client, Clock, Callable[[], AuthorizationServer]],
+) -> None:
+    client, clock, get_as = harness
+    authorization = get_as()
+    meta = await client.discover()
+    await client.register(meta)
+    code = await client.authorize(meta)
+    tokens = (
+        await client.token(
+            meta,
+            grant_type="authorization_code",
+            code=code,
+            redirect_uri=REDIRECT,
+            code_verifier=client.verifier,
+        )
+    ).json()
+    family_id = tokens["refresh_token"].split(".", 1)[0]
+    assert await authorization.grants.family(family_id) is not None
+    # Past the refresh lifetime and the purge interval, any token request sweeps the family.
+    clock.t += authorization.refresh_ttl + authorization.purge_interval + 1
+    stale = await client.token(
+        meta, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert stale.status_code == 400
+    assert await authorization.grants.family(family_id) is None
+    swept = await authorization.grants.peek_code(hashlib.sha256(code.encode()).hexdigest(), clock.t)
+    assert isinstance(swept, CodeOutcome)
+    assert swept.status is CodeStatus.UNKNOWN  # the spent, long-expired code went too
