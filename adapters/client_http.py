@@ -19,10 +19,24 @@ Theory of operation (`HttpClientTransport` implements `core/services/client.Clie
   `Last-Event-ID` after the server's `retry` (or a bounded backoff) as `decide_reconnect`
   says; when it cannot be resumed the request fails with `StreamEnded`, never left waiting.
   The standalone stream reopens the same way while the transport is open.
-- A 404 on an established session means the server forgot it. This transport does not
-  re-initialize behind the application's back (the server's state for the session, such as
-  subscriptions and log level, is gone, and only the application knows how to rebuild it):
-  the request fails with `SessionExpiredError`, and the application starts a new session.
+- A 404 on an established session means the server forgot it ("Session Management": the
+  client MUST start a new session by sending a new `InitializeRequest`). The transport
+  re-initializes by itself: it POSTs the application's `initialize` again (same params, an id
+  of its own, the answer kept from the session), then `notifications/initialized`, reopens
+  the standalone stream, and retries the request once in the new session. Concurrent 404s
+  re-initialize once (a lock, and the expired id compared with the current one). The server's
+  per-session state (subscriptions, log level) is not replayed: `on_reinitialized` tells the
+  application, which may restore it. With `reinitialize=False`, or when the retry meets a 404
+  again, the request fails with `SessionExpiredError`.
+- Authorization (`auth`, a `RequestAuthorizer` such as `core/services/oauth_client.OAuthClient`):
+  every request carries its `Authorization` header. A 401 hands the `WWW-Authenticate`
+  challenge to `auth.unauthorized`, which runs the OAuth flow; a 403 to `auth.forbidden`,
+  which steps up on `insufficient_scope` (MCP 2025-11-25 "Authorization" > "Step-Up
+  Authorization Flow"). When they say so the request is sent again with the new token; at
+  most `MAX_AUTH_RETRIES` times per request, so a server that keeps refusing ends the request
+  with the reason instead of looping.
+- No request is left waiting: whatever ends the task that POSTed it (an HTTP failure, an
+  unexpected error, a stream that cannot be resumed) is delivered as `RequestFailed`.
 - `send` of `notifications/cancelled` also abandons the POST of the request it names.
 - `close()` stops every stream and ends the session with DELETE (bounded; 404 and 405 are
   fine), then `receive()` ends.
@@ -72,12 +86,20 @@ from mcp_core.core.protocol.jsonrpc import (
     Response,
 )
 from mcp_core.core.services.client import ClientError, Incoming, RequestFailed
+from mcp_core.core.services.oauth_client import RequestAuthorizer
 
-__all__ = ["HttpClientTransport", "HttpTransportError", "SessionExpiredError", "StreamEnded"]
+__all__ = [
+    "HttpClientTransport",
+    "HttpTransportError",
+    "SessionExpiredError",
+    "StreamEnded",
+    "UnauthorizedError",
+]
 
 log = logging.getLogger("mcp_core.client.http")
 
 CLOSE_TIMEOUT: Final = 5.0  # seconds for the DELETE that ends the session
+MAX_AUTH_RETRIES: Final = 4  # 401/403 answers one request may meet before it fails
 
 
 class HttpTransportError(ClientError):
@@ -92,6 +114,18 @@ class StreamEnded(HttpTransportError):
     """A response stream ended before its response and could not be resumed."""
 
 
+class UnauthorizedError(HttpTransportError):
+    """The server refused the request (401 or 403) and authorization could not fix it."""
+
+    def __init__(self, reason: str, *, status: int) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class _Answered(Exception):
+    """Internal: the answer to a request the transport sent for itself (re-initialization)."""
+
+
 class HttpClientTransport:
     """A `ClientTransport` over Streamable HTTP.
 
@@ -102,7 +136,8 @@ class HttpClientTransport:
     ```
 
     Pass `client` to reuse an `httpx.AsyncClient` (it is not closed here); `headers` go on
-    every request (authorization, say).
+    every request; `auth` authorizes them (see the module docstring); `reinitialize` and
+    `on_reinitialized` govern what a 404 on the session does.
     """
 
     def __init__(
@@ -114,6 +149,9 @@ class HttpClientTransport:
         reconnect: ReconnectPolicy | None = None,
         standalone_stream: bool = True,
         connect_timeout: float = 30.0,
+        auth: RequestAuthorizer | None = None,
+        reinitialize: bool = True,
+        on_reinitialized: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.url = url
         self._owns_client = client is None
@@ -132,6 +170,12 @@ class HttpClientTransport:
         self._posts: dict[RequestId, anyio.CancelScope] = {}
         self._background: set[anyio.CancelScope] = set()
         self._closed = False
+        self._auth = auth
+        self._reinitialize = reinitialize
+        self._on_reinitialized = on_reinitialized
+        self._initialize: Request | None = None  # the application's, replayed after a 404
+        self._reinit_lock = anyio.Lock()
+        self._reinitializations = 0
 
     # ---- lifetime -------------------------------------------------------------------------
 
@@ -168,7 +212,7 @@ class HttpClientTransport:
                 with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
                     try:
                         response = await self._send_http(
-                            delete_request(self.state, extra_headers=self._extra)
+                            delete_request(self.state, extra_headers=await self._headers())
                         )
                         outcome = classify_delete_response(
                             response.status_code, response.headers, response.content
@@ -195,6 +239,8 @@ class HttpClientTransport:
             raise HttpTransportError("the transport is closed")
         if isinstance(message, Request):
             assert self._task_group is not None, "use the transport with `async with`"
+            if message.method == "initialize":
+                self._initialize = message
             scope = anyio.CancelScope()
             self._posts[message.id] = scope
             self._task_group.start_soon(self._in_background, scope, self._post_request, message)
@@ -216,20 +262,93 @@ class HttpClientTransport:
     async def _send_http(self, request: ClientRequest) -> httpx.Response:
         return await self._client.send(self._build(request))
 
+    @property
+    def auth(self) -> RequestAuthorizer | None:
+        """The authorization provider requests go through, if any."""
+        return self._auth
+
+    @property
+    def reinitializations(self) -> int:
+        """How many times a 404 made this transport start a new session."""
+        return self._reinitializations
+
+    async def _headers(self) -> tuple[tuple[str, str], ...]:
+        """The extra headers of the next request: the caller's, then the authorization."""
+        if self._auth is None:
+            return self._extra
+        value = await self._auth.authorization()
+        if value is None:
+            return self._extra
+        return (*(h for h in self._extra if h[0] != "authorization"), ("authorization", value))
+
+    async def _authorize_again(self, response: httpx.Response, sent: str | None) -> bool:
+        """After a 401 or 403: whether the authorizer made a retry worthwhile."""
+        if self._auth is None:
+            return False
+        challenge = response.headers.get("www-authenticate")
+        if response.status_code == 401:
+            return await self._auth.unauthorized(challenge, sent)
+        return await self._auth.forbidden(challenge, sent)
+
+    def _refused(self, what: str, response: httpx.Response) -> UnauthorizedError:
+        why = self._auth.failure if self._auth is not None else None
+        status = response.status_code
+        return UnauthorizedError(
+            f"{what}: HTTP {status}" + (f": {why}" if why else " (no authorization configured)"),
+            status=status,
+        )
+
+    async def _recover_session(self, expired: str, what: str) -> Exception | None:
+        """Start a new session after a 404 on `expired`; the error when that is not possible."""
+        if not self._reinitialize or self._initialize is None:
+            return SessionExpiredError(
+                f"{what}: the server no longer knows session {expired}; initialize a new session"
+            )
+        async with self._reinit_lock:
+            if self.state.session_id != expired:
+                return None  # another request already started the new session
+            log.info("session %s expired (404): initializing a new session", expired)
+            self._reinitializations += 1
+            self.state = ClientSessionState()
+            replay = Request(
+                id=f"mcp-core-reinitialize-{self._reinitializations}",
+                method="initialize",
+                params=self._initialize.params,
+            )
+            error = await self._exchange(replay, internal=True)
+            if error is not None:
+                return SessionExpiredError(f"{what}: re-initializing after a 404 failed: {error}")
+            try:
+                await self._post_other(Notification(method="notifications/initialized"))
+            except HttpTransportError as exc:
+                return SessionExpiredError(f"{what}: re-initializing after a 404 failed: {exc}")
+        if self._on_reinitialized is not None:
+            await self._on_reinitialized()
+        return None
+
     async def _deliver(self, item: Incoming) -> None:
         # After close, or once nobody reads: there is no one left to tell.
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             await self._incoming_send.send(item)
 
-    async def _post_other(self, message: Message) -> None:
+    async def _post_other(self, message: Message, *, retried: bool = False) -> None:
         """POST a notification or a response; the server answers 202."""
-        sent_session = self.state.session_id
-        try:
-            response = await self._send_http(
-                post_request(message, self.state, extra_headers=self._extra)
-            )
-        except httpx.HTTPError as exc:
-            raise HttpTransportError(f"POST failed: {exc}") from exc
+        what = f"POST {message.method}" if isinstance(message, Notification) else "POST"
+        for _ in range(MAX_AUTH_RETRIES + 1):
+            sent_session = self.state.session_id
+            extra = await self._headers()
+            try:
+                response = await self._send_http(
+                    post_request(message, self.state, extra_headers=extra)
+                )
+            except httpx.HTTPError as exc:
+                raise HttpTransportError(f"POST failed: {exc}") from exc
+            if response.status_code not in (401, 403):
+                break
+            if not await self._authorize_again(response, dict(extra).get("authorization")):
+                raise self._refused(what, response)
+        else:
+            raise self._refused(what, response)
         outcome = classify_post_response(
             message,
             response.status_code,
@@ -238,7 +357,13 @@ class HttpClientTransport:
             session_id=sent_session,
         )
         if isinstance(outcome, SessionExpired):
-            raise SessionExpiredError(f"the server no longer knows session {outcome.session_id}")
+            error = None if retried else await self._recover_session(outcome.session_id, what)
+            if retried or error is not None:
+                raise error or SessionExpiredError(
+                    f"{what}: the server no longer knows session {outcome.session_id}"
+                )
+            await self._post_other(message, retried=True)
+            return
         if isinstance(outcome, HttpFailure):
             raise HttpTransportError(outcome.reason)
         if (
@@ -265,7 +390,11 @@ class HttpClientTransport:
 
     async def _post_request(self, request: Request) -> None:
         try:
-            error = await self._exchange(request)
+            try:
+                error = await self._exchange(request)
+            except Exception as exc:  # never leave the request waiting
+                log.warning("%s failed unexpectedly", request.method, exc_info=True)
+                error = HttpTransportError(f"{request.method}: {type(exc).__name__}: {exc}")
             if error is not None:
                 await self._deliver(RequestFailed(request_id=request.id, error=error))
         finally:
@@ -280,14 +409,32 @@ class HttpClientTransport:
                     session_id=self.state.session_id, protocol_version=version
                 )
 
-    async def _exchange(self, request: Request) -> Exception | None:
-        """POST one request and deliver what comes back; the error that failed it, if any."""
-        sent_session = None if request.method == "initialize" else self.state.session_id
-        built = self._build(post_request(request, self.state, extra_headers=self._extra))
-        try:
-            response = await self._client.send(built, stream=True)
-        except httpx.HTTPError as exc:
-            return HttpTransportError(f"POST {request.method} failed: {exc}")
+    async def _exchange(
+        self, request: Request, *, internal: bool = False, retried: bool = False
+    ) -> Exception | None:
+        """POST one request and deliver what comes back; the error that failed it, if any.
+
+        `internal`: the transport's own request (a re-initialization): its answer is adopted
+        but not delivered; an error answer is returned as the failure.
+        """
+        what = request.method
+        for _ in range(MAX_AUTH_RETRIES + 1):
+            sent_session = None if request.method == "initialize" else self.state.session_id
+            extra = await self._headers()
+            built = self._build(post_request(request, self.state, extra_headers=extra))
+            try:
+                response = await self._client.send(built, stream=True)
+            except httpx.HTTPError as exc:
+                return HttpTransportError(f"POST {what} failed: {exc}")
+            if response.status_code not in (401, 403):
+                break
+            await response.aread()
+            await response.aclose()
+            if not await self._authorize_again(response, dict(extra).get("authorization")):
+                return self._refused(f"POST {what}", response)
+        else:
+            return self._refused(f"POST {what}", response)
+        parser = SseParser()
         try:
             streaming = response.headers.get("content-type", "").startswith("text/event-stream")
             body = b"" if streaming and response.status_code == 200 else await response.aread()
@@ -295,10 +442,16 @@ class HttpClientTransport:
                 request, response.status_code, response.headers, body, session_id=sent_session
             )
             if isinstance(outcome, SessionExpired):
-                return SessionExpiredError(
-                    f"{request.method}: the server no longer knows session {outcome.session_id}"
-                    "; initialize a new session"
-                )
+                await response.aclose()
+                if retried or internal:
+                    return SessionExpiredError(
+                        f"{what}: the server no longer knows session {outcome.session_id}"
+                        "; initialize a new session"
+                    )
+                error = await self._recover_session(outcome.session_id, what)
+                if error is not None:
+                    return error
+                return await self._exchange(request, retried=True)
             if isinstance(outcome, HttpFailure):
                 return HttpTransportError(outcome.reason)
             if isinstance(outcome, Accepted):
@@ -307,20 +460,40 @@ class HttpClientTransport:
                 self.state = ClientSessionState(session_id=outcome.session_id)
             if isinstance(outcome, JsonMessage):
                 self._adopt(request, outcome.message)
-                await self._deliver(outcome.message)
-                return None
+                return await self._hand_over(outcome.message, internal)
             assert isinstance(outcome, OpenStream)
-            parser = SseParser()
-            if await self._read_stream(response, parser, request):
-                return None
+            try:
+                if await self._read_stream(response, parser, request, internal=internal):
+                    return None
+            except _Answered as answered:
+                return answered.args[0]  # type: ignore[no-any-return]
         finally:
             await response.aclose()
-        return await self._resume(request, parser)
+        try:
+            return await self._resume(request, parser, internal=internal)
+        except _Answered as answered:
+            return answered.args[0]  # type: ignore[no-any-return]
+
+    async def _hand_over(
+        self, answer: Response | ErrorResponse, internal: bool
+    ) -> Exception | None:
+        if not internal:
+            await self._deliver(answer)
+            return None
+        if isinstance(answer, ErrorResponse):
+            return HttpTransportError(f"initialize: {answer.message} ({answer.code})")
+        return None
 
     async def _read_stream(
-        self, response: httpx.Response, parser: SseParser, request: Request | None
+        self,
+        response: httpx.Response,
+        parser: SseParser,
+        request: Request | None,
+        *,
+        internal: bool = False,
     ) -> bool:
-        """Deliver the stream's messages; True once `request`'s response went by."""
+        """Deliver the stream's messages; True once `request`'s response went by. For an
+        `internal` request its answer is not delivered: `_Answered` carries its outcome."""
         try:
             async for chunk in response.aiter_bytes():
                 for event in parser.feed(chunk):
@@ -339,6 +512,8 @@ class HttpClientTransport:
                     if answered and request is not None:
                         assert isinstance(message, (Response, ErrorResponse))
                         self._adopt(request, message)
+                        if internal:
+                            raise _Answered(await self._hand_over(message, internal=True))
                     await self._deliver(message)
                     if answered:
                         return True
@@ -346,7 +521,9 @@ class HttpClientTransport:
             log.info("event stream broke: %s", exc)
         return False
 
-    async def _resume(self, request: Request | None, parser: SseParser) -> Exception | None:
+    async def _resume(
+        self, request: Request | None, parser: SseParser, *, internal: bool = False
+    ) -> Exception | None:
         """Resume a stream that ended early with GET + Last-Event-ID until it is done.
 
         For a request: until its response arrived (None) or resuming is hopeless (the
@@ -371,7 +548,9 @@ class HttpClientTransport:
             sent_session = self.state.session_id
             built = self._build(
                 get_request(
-                    self.state, last_event_id=decision.last_event_id, extra_headers=self._extra
+                    self.state,
+                    last_event_id=decision.last_event_id,
+                    extra_headers=await self._headers(),
                 )
             )
             try:
@@ -394,7 +573,7 @@ class HttpClientTransport:
                 if isinstance(outcome, HttpFailure):
                     log.info("resuming %s: %s", what, outcome.reason)
                     continue
-                if await self._read_stream(response, parser, request):
+                if await self._read_stream(response, parser, request, internal=internal):
                     return None
             finally:
                 await response.aclose()
@@ -404,7 +583,7 @@ class HttpClientTransport:
     async def _standalone_stream(self) -> None:
         """The GET stream for messages that belong to no request, reopened while open."""
         sent_session = self.state.session_id
-        built = self._build(get_request(self.state, extra_headers=self._extra))
+        built = self._build(get_request(self.state, extra_headers=await self._headers()))
         try:
             response = await self._client.send(built, stream=True)
         except httpx.HTTPError as exc:

@@ -23,6 +23,11 @@ One fetch, step by step:
 6. A 200 whose `Cache-Control` has `max-age` (and neither `no-store` nor `no-cache`) is kept in a
    bounded in-memory LRU cache, keyed by URL, request headers and policy.
 
+`request` (the `HttpRequester` port) runs the same steps for any method with a body: a 303, and
+a 301 or 302 answering a POST, turns into a GET without the body (RFC 9110 §15.4); a 307 or 308
+repeats the method and body. With `follow_redirects=False` the redirect itself is the answer
+(an OAuth client reads the authorization code from its `Location`). Only GETs are cached.
+
 httpx and socket errors never cross the port: they become `OutboundFailed`.
 """
 
@@ -35,6 +40,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import anyio
+import attrs
 import httpx
 
 from mcp_core.adapters.system import SystemClock
@@ -48,6 +54,7 @@ Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """(host, port) -> the addresses the name resolves to, as text. Raises OSError on failure."""
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_KEEP_METHOD = frozenset({307, 308})
 _ORIGIN_BOUND_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _MAX_CACHE_SECONDS = 24 * 3600.0
 
@@ -93,6 +100,22 @@ def _cache_lifetime(headers: httpx.Headers) -> float | None:
 
 
 _CacheKey = tuple[str, tuple[tuple[str, str], ...], OutboundPolicy]
+
+
+@attrs.frozen
+class _Send:
+    """What one hop sends: the method, the body, and whether redirects are followed."""
+
+    method: str = "GET"
+    body: bytes = b""
+    follow: bool = True
+
+    def after_redirect(self, status: int) -> _Send:
+        if status in _KEEP_METHOD or self.method in ("GET", "HEAD"):
+            return self
+        if status == 303 or self.method == "POST":
+            return _Send("GET", b"", self.follow)
+        return self
 
 
 class _Cache:
@@ -176,22 +199,50 @@ class HttpxClient:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        try:
-            with anyio.fail_after(policy.timeout):
-                result, lifetime = await self._follow(target, sent, policy)
-        except TimeoutError:
-            raise OutboundFailed(f"no complete answer within {policy.timeout} s") from None
+        result, lifetime = await self._bounded(target, sent, policy, _Send())
         if lifetime is not None and result.status == 200:
             self._cache.put(key, result, lifetime)
         return result
 
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        policy: OutboundPolicy | None = None,
+        follow_redirects: bool = True,
+    ) -> HttpResult:
+        method = method.upper()
+        if method == "GET" and not body and follow_redirects:
+            return await self.get(url, headers=headers, policy=policy)
+        policy = policy if policy is not None else self._policy
+        target = policy.check_url(url)
+        sent = {k.lower(): v for k, v in (headers or {}).items() if k.lower() != "host"}
+        result, _ = await self._bounded(target, sent, policy, _Send(method, body, follow_redirects))
+        return result
+
+    async def _bounded(
+        self, target: OutboundTarget, headers: dict[str, str], policy: OutboundPolicy, send: _Send
+    ) -> tuple[HttpResult, float | None]:
+        try:
+            with anyio.fail_after(policy.timeout):
+                return await self._follow(target, headers, policy, send)
+        except TimeoutError:
+            raise OutboundFailed(f"no complete answer within {policy.timeout} s") from None
+
     async def _follow(
-        self, target: OutboundTarget, headers: dict[str, str], policy: OutboundPolicy
+        self,
+        target: OutboundTarget,
+        headers: dict[str, str],
+        policy: OutboundPolicy,
+        send: _Send,
     ) -> tuple[HttpResult, float | None]:
         redirects = 0
         while True:
-            result, location, lifetime = await self._hop(target, headers, policy)
-            if location is None:
+            result, location, lifetime = await self._hop(target, headers, policy, send)
+            if location is None or not send.follow:
                 return result, lifetime
             if redirects >= policy.max_redirects:
                 raise OutboundRefused(f"more than {policy.max_redirects} redirects")
@@ -199,6 +250,9 @@ class HttpxClient:
             following = policy.check_redirect(target.url, location)
             if following.origin != target.origin:
                 headers = {k: v for k, v in headers.items() if k not in _ORIGIN_BOUND_HEADERS}
+            send = send.after_redirect(result.status)
+            if not send.body:
+                headers = {k: v for k, v in headers.items() if k != "content-type"}
             target = following
 
     async def _vetted_addresses(
@@ -220,13 +274,17 @@ class HttpxClient:
         return vetted
 
     async def _hop(
-        self, target: OutboundTarget, headers: dict[str, str], policy: OutboundPolicy
+        self,
+        target: OutboundTarget,
+        headers: dict[str, str],
+        policy: OutboundPolicy,
+        send: _Send,
     ) -> tuple[HttpResult, str | None, float | None]:
         addresses = await self._vetted_addresses(target, policy)
         failures: list[str] = []
         for ip in addresses:
             try:
-                return await self._exchange(target, ip, headers, policy)
+                return await self._exchange(target, ip, headers, policy, send)
             except _ConnectFailed as exc:
                 failures.append(f"{ip}: {exc}")
         raise OutboundFailed(f"cannot connect to {target.host}: {'; '.join(failures)}")
@@ -244,6 +302,7 @@ class HttpxClient:
         ip: IPAddress,
         headers: dict[str, str],
         policy: OutboundPolicy,
+        send: _Send,
     ) -> tuple[HttpResult, str | None, float | None]:
         parts = urlsplit(target.url)
         literal = f"[{ip}]" if ip.version == 6 else str(ip)
@@ -260,9 +319,13 @@ class HttpxClient:
         async with client:
             try:
                 async with client.stream(
-                    "GET", pinned, headers=request_headers, extensions=extensions
+                    send.method,
+                    pinned,
+                    headers=request_headers,
+                    content=send.body or None,
+                    extensions=extensions,
                 ) as response:
-                    return await self._read(target, response, policy)
+                    return await self._read(target, response, policy, send.method)
             except httpx.ConnectError as exc:
                 raise _ConnectFailed(str(exc) or type(exc).__name__) from exc
             except httpx.TimeoutException as exc:
@@ -271,7 +334,11 @@ class HttpxClient:
                 raise OutboundFailed(f"{target.host}: {type(exc).__name__}: {exc}") from exc
 
     async def _read(
-        self, target: OutboundTarget, response: httpx.Response, policy: OutboundPolicy
+        self,
+        target: OutboundTarget,
+        response: httpx.Response,
+        policy: OutboundPolicy,
+        method: str = "GET",
     ) -> tuple[HttpResult, str | None, float | None]:
         pairs = tuple(
             (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers.raw
@@ -295,4 +362,5 @@ class HttpxClient:
         result = HttpResult(
             status=response.status_code, headers=pairs, body=bytes(body), final_url=target.url
         )
-        return result, None, _cache_lifetime(response.headers)
+        lifetime = _cache_lifetime(response.headers) if method == "GET" else None
+        return result, None, lifetime

@@ -1,4 +1,4 @@
-"""The `HttpClient` port: outbound GETs under an SSRF policy.
+"""The `HttpClient` port: outbound GETs under an SSRF policy; `HttpRequester` adds any method.
 
 The authorization server fetches client ID metadata documents, JWKS and introspection answers
 from URLs that strangers choose, so every fetch goes through an `OutboundPolicy`
@@ -6,8 +6,14 @@ from URLs that strangers choose, so every fetch goes through an `OutboundPolicy`
 vetted before a connection is made, and the body and the time are capped. The port speaks only
 the project's values: no response object of any HTTP library crosses it.
 
+The OAuth client (issue 5) also POSTs: token requests (RFC 6749 §3.2), dynamic registration
+(RFC 7591 §3.1), and reads an authorization endpoint's redirect without following it (a headless
+redirect receiver). `HttpRequester` is `HttpClient` plus `request`, for any method, a body and a
+choice of following redirects; the same policy vets every target.
+
 Spec context: DESIGN.md "Ports" (`HttpClient`, outbound, with an SSRF policy); issue 4 (client
-ID metadata documents). The reference adapter is `mcp_core.adapters.http_client.HttpxClient`.
+ID metadata documents); issue 5 (the OAuth client). The reference adapter for both is
+`mcp_core.adapters.http_client.HttpxClient`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ import attrs
 
 from mcp_core.core.http.ssrf import OutboundPolicy, OutboundRefused
 
-__all__ = ["HttpClient", "HttpResult", "OutboundFailed", "OutboundPolicy", "OutboundRefused"]
+__all__ = [
+    "HttpClient",
+    "HttpRequester",
+    "HttpResult",
+    "OutboundFailed",
+    "OutboundPolicy",
+    "OutboundRefused",
+]
 
 
 class OutboundFailed(Exception):
@@ -70,4 +83,30 @@ class HttpClient(Protocol):
         *,
         headers: dict[str, str] | None = None,
         policy: OutboundPolicy | None = None,
+    ) -> HttpResult: ...
+
+
+@runtime_checkable
+class HttpRequester(HttpClient, Protocol):
+    """`HttpClient` plus requests of any method, under the same SSRF policy.
+
+    - `request(method, url, headers=..., body=..., policy=..., follow_redirects=...)` sends
+      `body` (bytes; set `content-type` in `headers`) and returns the response, any status
+      included. Redirects are followed as `get` does when `follow_redirects` is true: a 303
+      (and a 301 or 302 to a POST) turns into a GET without a body, a 307 or 308 repeats the
+      method and body; with `follow_redirects` false a redirect is returned as it came, its
+      `Location` header unvetted and unfetched.
+    - Refusals and failures are `OutboundRefused` and `OutboundFailed`, as for `get`. Nothing
+      but a GET is ever answered from a cache.
+    """
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        policy: OutboundPolicy | None = None,
+        follow_redirects: bool = True,
     ) -> HttpResult: ...

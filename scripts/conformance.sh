@@ -9,8 +9,14 @@
 #                                                 loopback port, run every server scenario
 #                                                 (--suite all) against it, stop it
 #   scripts/conformance.sh list                   the suite's scenarios
-#   scripts/conformance.sh client ...             (later: the client scenarios against an
-#                                                 mcp-core client, summed up the same way)
+#   scripts/conformance.sh authorization [opts]   the authorization-server scenarios against
+#                                                 examples/conformance_authorization_server.py
+#                                                 (needs CONFORMANCE_SUITE=alpha: the stable
+#                                                 suite has none); options --scenario S,
+#                                                 --spec-version V, --strict-warnings, -o DIR
+#   scripts/conformance.sh client [options]       run the client scenarios against
+#                                                 examples/conformance_client.py (each one:
+#                                                 the suite's mock server, then our client)
 #
 # Options of `server`:
 #   --port P            serve the fixture on port P instead of a free one
@@ -23,6 +29,18 @@
 #   -o DIR              keep the results there (a new or empty folder; default: a fresh one
 #                       under ${TMPDIR:-/tmp}/mcp-core-conformance)
 #
+# Options of `client`:
+#   --scenario S        run one scenario instead of all of them (repeatable)
+#   --spec-version V    only the scenarios the suite tags for protocol version V
+#   --jobs N            run N scenarios at a time (default 1; each has its own mock server on
+#                       its own port). The timing-sensitive ones (sse-retry: a reconnect 450
+#                       to 700 ms after the stream closed) always run alone, after the others
+#   --command CMD       the client command (default: PYTHON examples/conformance_client.py)
+#   --timeout MS        milliseconds the suite gives the client per scenario (default 30000)
+#   -o DIR              as for `server`
+# A client scenario fails on a FAILURE or WARNING check, a client that timed out, or one that
+# exited non-zero where the scenario does not allow it: the suite's own verdict.
+#
 # Prints one line per scenario and ends with "N passed, M failed". Exit status: 0 when M is 0,
 # 1 when something failed, 2 on a usage error, 3 when the suite could not be installed (no npm,
 # or the registry is unreachable), 4 when the server under test did not come up.
@@ -31,9 +49,11 @@
 #   CONFORMANCE_SUITE             stable (default: 0.1.16) or alpha (0.2.0-alpha.12)
 #   MCP_CORE_CONFORMANCE_CACHE    the cache folder (default:
 #                                 ${MCP_CORE_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mcp-core}/conformance)
-#   MCP_CORE_CONFORMANCE_TIMEOUT  seconds the whole harness run may take (default 600)
-#   PYTHON                        the interpreter that serves the fixture and sums up the
-#                                 results (default: the project's .venv, else python3)
+#   MCP_CORE_CONFORMANCE_TIMEOUT  seconds the whole harness run may take (default 600; for
+#                                 `client`, each scenario's run)
+#   PYTHON                        the interpreter that serves the fixture, runs the client and
+#                                 sums up the results (default: the project's .venv, else
+#                                 python3)
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -300,11 +320,27 @@ for line in expected_file.read_text().splitlines() if expected_file.exists() els
         results[(group, name)] = [{"id": "no-results", "status": "FAILURE",
                                    "errorMessage": "the scenario left no results (see logs/)"}]
 
+# The suite's own verdict on a client scenario (exit status of its run): it also fails a
+# WARNING, a timeout, and a client that exited non-zero where the scenario does not allow it.
+verdicts: dict[str, int] = {}
+for path in sorted((out / "verdicts").glob("*.rc")) if (out / "verdicts").is_dir() else []:
+    name = path.stem.replace("__", "/")
+    try:
+        verdicts[name] = int(path.read_text().strip() or "1")
+    except ValueError:
+        verdicts[name] = 1
+
 passed = failed = 0
 for (group, name), checks in sorted(results.items()):
     count = {s: sum(c.get("status") == s for c in checks)
              for s in ("SUCCESS", "FAILURE", "WARNING", "SKIPPED")}
     bad = count["FAILURE"] > 0 or (strict_warnings and count["WARNING"] > 0)
+    verdict = verdicts.get(name) if group == "client" else None
+    if verdict not in (None, 0):
+        bad = True
+        checks = [*checks, {"id": "harness-verdict", "status": "FAILURE",
+                            "errorMessage": f"the suite failed the run (exit status {verdict}; "
+                                            "see logs/)"}]
     skipped = not bad and count["SUCCESS"] == 0 and count["SKIPPED"] > 0
     mark = "FAIL" if bad else "skip" if skipped else "warn" if count["WARNING"] else "pass"
     failed += bad
@@ -312,7 +348,7 @@ for (group, name), checks in sorted(results.items()):
     print(f"  {mark}  {group} {name}: {count['SUCCESS']} ok, {count['FAILURE']} failed, "
           f"{count['WARNING']} warnings")
     for check in checks:
-        if check.get("status") in ("FAILURE", "WARNING"):
+        if check.get("status") in ("FAILURE", "WARNING") and (bad or mark == "warn"):
             why = check.get("errorMessage") or check.get("description") or ""
             print(f"          {check['status']} {check.get('id')}: {str(why)[:200]}")
 
@@ -416,13 +452,87 @@ cmd_server() {
   return "${PIPESTATUS[0]}"
 }
 
+# One client scenario: the suite's mock server and our client; its verdict goes to verdicts/.
+run_client_scenario() { # out command timeout-ms scenario
+  local out="$1" command="$2" timeout_ms="$3" name="$4" safe rc started
+  safe="${name//\//__}"
+  started=$SECONDS
+  timeout "$HARNESS_TIMEOUT" "$NODE" --import "$PRELOAD" "$DIST" client --command "$command" \
+    --scenario "$name" --timeout "$timeout_ms" -o "$out/client" \
+    >"$out/logs/client-$safe.log" 2>&1
+  rc=$?
+  echo "$rc" >"$out/verdicts/$safe.rc"
+  printf '   %-50s harness exit %s after %ss\n' "$name" "$rc" "$((SECONDS - started))"
+}
+
+cmd_client() {
+  local out="" jobs=1 command="" timeout_ms=30000 spec=() scenarios=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --scenario) scenarios+=("${2:?--scenario needs a value}"); shift 2 ;;
+      --spec-version) spec=(--spec-version "${2:?--spec-version needs a value}"); shift 2 ;;
+      --jobs) jobs="${2:?--jobs needs a value}"; shift 2 ;;
+      --command) command="${2:?--command needs a value}"; shift 2 ;;
+      --timeout) timeout_ms="${2:?--timeout needs a value}"; shift 2 ;;
+      -o|--output-dir) out="${2:?-o needs a folder}"; shift 2 ;;
+      -h|--help) usage; exit 0 ;;
+      *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+  done
+  case "$jobs" in ''|*[!0-9]*|0) die 2 "--jobs needs a positive number" ;; esac
+  case "$timeout_ms" in ''|*[!0-9]*) die 2 "--timeout needs milliseconds" ;; esac
+  command="${command:-$PY $ROOT/examples/conformance_client.py}"
+
+  out="${out:-${TMPDIR:-/tmp}/mcp-core-conformance/$(date -u +%Y%m%dT%H%M%SZ)-$$-client}"
+  if [ -d "$out" ] && [ -n "$(ls -A "$out")" ]; then die 2 "$out is not empty"; fi
+  mkdir -p "$out/client" "$out/logs" "$out/verdicts" || die 2 "cannot create $out"
+
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  ensure_installed
+
+  if [ ${#scenarios[@]} -gt 0 ]; then
+    printf 'client %s\n' "${scenarios[@]}" >"$out/expected.txt"
+  else
+    harness list --client ${spec[@]+"${spec[@]}"} \
+      | sed -n 's/^  - \([^ ]*\).*/client \1/p' >"$out/expected.txt"
+    [ -s "$out/expected.txt" ] || die 3 "the suite lists no client scenarios (broken install?)"
+  fi
+
+  echo "== $(wc -l <"$out/expected.txt") client scenario(s) of conformance $SUITE_VERSION," \
+    "$jobs at a time, against: $command"
+  export -f run_client_scenario
+  export NODE PRELOAD DIST HARNESS_TIMEOUT
+  local timed='^(sse-retry)$'
+  # In the background, so that an interrupt is handled now and not when the runs are done.
+  {
+    sed 's/^client //' "$out/expected.txt" | grep -Ev "$timed" \
+      | xargs -r -d '\n' -P "$jobs" -I{} bash -c 'run_client_scenario "$@"' _ \
+          "$out" "$command" "$timeout_ms" {}
+    sed 's/^client //' "$out/expected.txt" | grep -E "$timed" \
+      | xargs -r -d '\n' -P 1 -I{} bash -c 'run_client_scenario "$@"' _ \
+          "$out" "$command" "$timeout_ms" {}
+  } &
+  HARNESS_PID=$!
+  wait "$HARNESS_PID"
+  HARNESS_PID=""
+  echo "   results and logs in $out"
+
+  summarize "$out" "$out/expected.txt" | tee "$out/summary.txt"
+  return "${PIPESTATUS[0]}"
+}
+
 command="${1:-}"
 [ $# -gt 0 ] && shift
 case "$command" in
   setup) cmd_setup ;;
   list) cmd_list "$@" ;;
   server) cmd_server "$@" ;;
-  client) die 2 "the client scenarios are not wired up yet (issue 5)" ;;
+  authorization)
+    ensure_installed
+    exec "$PY" "$ROOT/scripts/conformance_authorization.py" \
+      --node "$NODE" --dist "$DIST" --preload "$PRELOAD" "$@" ;;
+  client) cmd_client "$@" ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

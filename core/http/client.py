@@ -325,10 +325,10 @@ def classify_post_response(
     if not 200 <= status < 300:
         return _failure(status, headers, body, what)
     if not isinstance(sent, Request):
-        # "202 Accepted with no body". A 200 or 204 without a body is taken the same way.
-        if status == 202 or not body:
-            return Accepted()
-        return _invalid(f"{what}: expected 202 for a notification or response, got {status}")
+        # "202 Accepted with no body". Any other 2xx is taken the same way, its body ignored:
+        # nothing can answer a notification or a response, and servers in the wild (the
+        # conformance suite's mocks among them) send 200 with a JSON body.
+        return Accepted()
     if status != 200:
         return _invalid(f"{what}: a request must be answered with 200, got {status}")
     try:

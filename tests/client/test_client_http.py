@@ -295,15 +295,48 @@ async def test_close_deletes_the_session(live: Live) -> None:
         await wait_until(lambda: live.app.service.live_sessions == 0, "the session to end")
 
 
-async def test_an_expired_session_fails_the_request_clearly(live: Live) -> None:
+async def test_an_expired_session_fails_the_request_clearly_without_reinitialization(
+    live: Live,
+) -> None:
     with anyio.fail_after(10):
-        async with transport(live.url) as t, ClientSession(t) as session:
+        async with (
+            HttpClientTransport(live.url, reinitialize=False) as t,
+            ClientSession(t) as session,
+        ):
             info = await session.initialize()
             t.state = ClientSessionState(
                 session_id="forgotten-session", protocol_version=info.protocol_version
             )
             with pytest.raises(SessionExpiredError, match="initialize a new session"):
                 await session.list_tools()
+
+
+async def test_an_expired_session_is_reinitialized_and_the_request_retried(live: Live) -> None:
+    told: list[str] = []
+
+    async def on_reinitialized() -> None:
+        told.append(t.state.session_id or "")
+
+    with anyio.fail_after(10):
+        async with (
+            HttpClientTransport(live.url, on_reinitialized=on_reinitialized) as t,
+            ClientSession(t) as session,
+        ):
+            info = await session.initialize()
+            first = t.state.session_id
+            t.state = ClientSessionState(
+                session_id="forgotten-session", protocol_version=info.protocol_version
+            )
+            # Two requests meet the 404 together: one new session serves both.
+            async with anyio.create_task_group() as group:
+                group.start_soon(session.list_tools)
+                group.start_soon(session.list_tools)
+            names = [tool["name"] for tool in await session.list_tools()]
+            assert "echo" in names
+            assert t.reinitializations == 1
+            assert t.state.session_id not in (None, first, "forgotten-session")
+            assert t.state.protocol_version == info.protocol_version
+            assert told == [t.state.session_id]
 
 
 async def test_messages_for_no_request_arrive_on_the_standalone_stream(live: Live) -> None:
