@@ -8,7 +8,7 @@ mcp-core prompts   TARGET [--get NAME [--arg NAME=VALUE ...]] [options]
 
 TARGET:  http(s)://HOST[:PORT]/PATH          a Streamable HTTP endpoint
          --stdio COMMAND [ARGS...]           launch a stdio server (must come last)
-options: [-o|--output text|json] [--timeout S] [--token TOKEN] [--verbose]
+options: [-o|--output text|json] [--timeout S] [--token TOKEN | --no-oauth] [--verbose]
 ```
 
 Spec context: issue 5 "a session" (the CLI part); MCP 2025-11-25 "Lifecycle" (one
@@ -19,9 +19,16 @@ Spec context: issue 5 "a session" (the CLI part); MCP 2025-11-25 "Lifecycle" (on
 Theory of operation: each command opens one session with `connect` (an `HttpClientTransport`
 or a `StdioClientTransport` under a `ClientSession`), initializes it, does its one job, and
 closes it (DELETE over HTTP; stdin closed, then SIGTERM, over stdio). `connect(target, *,
-auth=...)` is the seam for authorization: `auth` is any `httpx.Auth`, applied to every HTTP
-request the transport makes. Today the CLI passes a static bearer token (`--token`, else
-`MCP_CORE_TOKEN`); the OAuth client plugs in at the same place.
+auth=..., oauth=...)` is where authorization is chosen. A static bearer token (`--token`, else
+`MCP_CORE_TOKEN`) is an `httpx.Auth` applied to every HTTP request. Otherwise an HTTP target is
+reached through the OAuth client (`mcp_core.adapters.oauth_client.open_session`, issue 5): a
+server that needs no authorization never notices; one that answers 401 gets the MCP
+authorization flow (discovery, registration, PKCE), with the user's browser opened on the
+authorization page and the redirect received on a one-time 127.0.0.1 port (without a browser
+the URL is printed on stderr to open by hand). Tokens are kept sealed in the vault
+(`VaultTokenStorage`: the vault store and `KEYRING_SECRET` the other commands use), so the
+next command reuses or refreshes them without the browser; without a `KEYRING_SECRET` they
+last for this one command, and stderr says so. `--no-oauth` turns the flow off.
 
 `call` turns `--arg NAME=VALUE` into the tool's arguments by its `inputSchema` (fetched with
 `tools/list` first): a property typed only `string` takes VALUE as is; a property that admits
@@ -73,6 +80,7 @@ if TYPE_CHECKING:
     import httpx
 
     from mcp_core.core.services.client import ClientSession
+    from mcp_core.ports.oauth_client import StoredGrant, TokenStorage
 
 __all__ = [
     "TOKEN_VARIABLE",
@@ -177,17 +185,28 @@ async def connect(
     target: ServerTarget,
     *,
     auth: httpx.Auth | None = None,
+    oauth: TokenStorage | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     stderr_callback: Callable[[str], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialized `ClientSession` with `target`, closed on exit.
 
-    `auth` is applied to every HTTP request (a static token, or the OAuth client's
-    `httpx.Auth`); `timeout` bounds connecting and every request (None: no limit);
+    `auth` is applied to every HTTP request (a static token); `oauth`, when given (and no
+    `auth`), runs the OAuth client with that token storage; `timeout` bounds connecting and
+    every request (None: no limit);
     `stderr_callback` receives a stdio server's stderr, line by line.
     """
     from mcp_core.core.services.client import ClientSession
 
+    if target.url is not None and oauth is not None and auth is None:
+        from mcp_core.adapters.oauth_client import open_session
+
+        options = {"client_name": "mcp-core", "client_version": _version(), "timeout": timeout}
+        async with open_session(
+            target.url, storage=oauth, client_name="mcp-core CLI", session_options=options
+        ) as session:
+            yield session
+        return
     if target.url is not None:
         try:
             import httpx
@@ -285,12 +304,63 @@ def _client_logging(*, verbose: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
+async def _token_storage(stack: contextlib.AsyncExitStack) -> TokenStorage:
+    """Where the OAuth client keeps tokens: sealed in the vault when `KEYRING_SECRET` is set
+    (the store `mcp-core vault` uses), else in memory for this one command."""
+    from mcp_core.adapters.oauth_client_storage import InMemoryTokenStorage
+
+    if not os.environ.get("KEYRING_SECRET"):
+
+        class ForThisCommand(InMemoryTokenStorage):
+            """Tokens for one command; says so when it first gets some (a server that needs
+            no authorization never does, and then nothing is printed)."""
+
+            async def save(self, grant: StoredGrant) -> None:
+                if not self._told:
+                    self._told = True
+                    print(
+                        "mcp-core: note: KEYRING_SECRET is not set, so OAuth tokens are not "
+                        "kept between commands (mcp-core keys generate makes one)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                await super().save(grant)
+
+            _told = False
+
+        return ForThisCommand()
+    from mcp_core.adapters.crypto import CryptographyAead, CryptographyKdf
+    from mcp_core.adapters.oauth_client_storage import VaultTokenStorage
+    from mcp_core.adapters.system import SystemClock, SystemRandom
+    from mcp_core.core.services.vault import Vault
+    from mcp_core.core.vault.keys import KeyringError, keyring_from_environ
+
+    from .vault_cmds import STORE_VARIABLE, _close, default_store_path, open_credential_store
+
+    try:
+        keyring = keyring_from_environ(os.environ)
+    except KeyringError as exc:
+        raise CliError(f"cannot keep OAuth tokens sealed: {exc}") from None
+    store = open_credential_store(os.environ.get(STORE_VARIABLE) or default_store_path())
+    stack.push_async_callback(_close, store)
+    vault = Vault(
+        store=store,
+        keyring=keyring,
+        aead=CryptographyAead(),
+        kdf=CryptographyKdf(),
+        random=SystemRandom(),
+        clock=SystemClock(),
+    )
+    return VaultTokenStorage(vault)
+
+
 def _run(args: argparse.Namespace, work: Work) -> int:
     import anyio
 
     target = parse_target(args.target, args.stdio)
     auth = _auth_for(args, target)
     tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
+    use_oauth = target.url is not None and auth is None and not args.no_oauth
 
     async def remember(line: str) -> None:
         if line.strip():
@@ -299,9 +369,17 @@ def _run(args: argparse.Namespace, work: Work) -> int:
             print(f"mcp-core: server: {line}", file=sys.stderr, flush=True)
 
     async def session_then_work() -> int:
-        async with connect(
-            target, auth=auth, timeout=args.timeout, stderr_callback=remember
-        ) as session:
+        async with contextlib.AsyncExitStack() as stack:
+            storage = await _token_storage(stack) if use_oauth else None
+            session = await stack.enter_async_context(
+                connect(
+                    target,
+                    auth=auth,
+                    oauth=storage,
+                    timeout=args.timeout,
+                    stderr_callback=remember,
+                )
+            )
             return await work(session, args)
 
     try:
@@ -803,6 +881,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--token",
         default=None,
         help=f"a bearer token for an HTTP server (default: ${TOKEN_VARIABLE})",
+    )
+    parser.add_argument(
+        "--no-oauth",
+        action="store_true",
+        help="never run the OAuth flow (an HTTP server that answers 401 is an error)",
     )
     parser.add_argument(
         "-v",
