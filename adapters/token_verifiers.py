@@ -37,6 +37,7 @@ from mcp_core.adapters.jwt_keys import verify_access_token
 from mcp_core.core.services.token_verifiers import (
     JWT_REQUIRED_CLAIMS,
     MAX_TOKEN_BYTES,
+    SIGNATURE_ONLY,
     JwksCache,
     check_jwt_claims,
     check_leeway,
@@ -253,16 +254,7 @@ class JwksVerifier:
                 cast(Any, key.key),
                 algorithms=[key.alg],
                 # Claims and times are checked below against the injected clock.
-                options={
-                    "verify_signature": True,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_sub": False,
-                    "verify_jti": False,
-                },
+                options=SIGNATURE_ONLY,
             )
         except jwt.InvalidSignatureError:
             raise TokenInvalid("bad_signature", "the token's signature does not verify") from None

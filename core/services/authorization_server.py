@@ -147,7 +147,7 @@ from mcp_core.core.oauth.registration import (
     parse_registration_request,
     registration_response,
 )
-from mcp_core.core.services.token_verifiers import JwksCache
+from mcp_core.core.services.token_verifiers import SIGNATURE_ONLY, JwksCache
 from mcp_core.ports.http_client import HttpClient, OutboundFailed, OutboundRefused
 from mcp_core.ports.keys import ACCESS_TOKEN_TYP, KeySet, TokenSigningError
 from mcp_core.ports.oauth_stores import (
@@ -911,16 +911,7 @@ class AuthorizationServer:
                 key.key,
                 algorithms=[key.alg],
                 # The claims are checked by `check_assertion_claims`, against our clock.
-                options={
-                    "verify_signature": True,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_sub": False,
-                    "verify_jti": False,
-                },
+                options=SIGNATURE_ONLY,
             )
         except jwt.PyJWTError:
             raise OAuthError(INVALID_CLIENT, "the client assertion does not verify") from None

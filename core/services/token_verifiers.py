@@ -44,7 +44,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -58,12 +58,16 @@ from mcp_core.ports.http_client import (
     OutboundRefused,
 )
 from mcp_core.ports.system import Clock
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 from mcp_core.ports.tokens import AccessTokenInfo, TokenInvalid, VerifierUnavailable
 
 __all__ = [
     "JWT_REQUIRED_CLAIMS",
     "MAX_LEEWAY_SECONDS",
     "MAX_TOKEN_BYTES",
+    "SIGNATURE_ONLY",
     "IntrospectionVerifier",
     "JwksCache",
     "check_jwt_claims",
@@ -80,6 +84,20 @@ JWT_REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "sub")
 _B64TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 K = TypeVar("K")
+
+
+# pyjwt options that check the signature and nothing else: the claims and times are checked by
+# this project's own rules, against the injected clock (never pyjwt's `time.time()`).
+SIGNATURE_ONLY: Final[Options] = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+}
 
 
 def check_leeway(leeway: float) -> float:

@@ -147,6 +147,17 @@ class Client:
         assert answer.headers["cache-control"] == "no-store"
         return answer
 
+    async def exchange(self, meta: dict[str, Any], code: str, **extra: str) -> httpx.Response:
+        """The code grant with this client's verifier and the registered redirect URI."""
+        return await self.token(
+            meta,
+            grant_type="authorization_code",
+            code=code,
+            redirect_uri=REDIRECT,
+            code_verifier=self.verifier,
+            **extra,
+        )
+
     def _rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self.next_id += 1
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
@@ -239,15 +250,7 @@ async def test_register_authorize_call_refresh_and_revoke(
     meta = await client.discover()
     await client.register(meta)
     code = await client.authorize(meta, scope="tools")
-    # A wrong verifier is refused and burns the code (no second try with the right one).
-    exchanged = await client.token(
-        meta,
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=REDIRECT,
-        code_verifier=client.verifier,
-        resource=RESOURCE,
-    )
+    exchanged = await client.exchange(meta, code, resource=RESOURCE)
     assert exchanged.status_code == 200, exchanged.text
     tokens = exchanged.json()
     assert tokens["token_type"] == "Bearer"
@@ -257,13 +260,7 @@ async def test_register_authorize_call_refresh_and_revoke(
     assert _sum_of(await client.add(access, 2, 3)) == 5
 
     # The code is single use: a replay is refused and revokes everything issued from it.
-    replay = await client.token(
-        meta,
-        grant_type="authorization_code",
-        code=code,
-        redirect_uri=REDIRECT,
-        code_verifier=client.verifier,
-    )
+    replay = await client.exchange(meta, code)
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_grant"
     refused = await client.add(access, 1, 1)
@@ -273,15 +270,7 @@ async def test_register_authorize_call_refresh_and_revoke(
     # A fresh authorization, then refresh with rotation.
     client.session = None
     code = await client.authorize(meta, scope="tools")
-    tokens = (
-        await client.token(
-            meta,
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=REDIRECT,
-            code_verifier=client.verifier,
-        )
-    ).json()
+    tokens = (await client.exchange(meta, code)).json()
     access, refresh = tokens["access_token"], tokens["refresh_token"]
     await client.open_session(access)
     clock.t += 30
@@ -313,15 +302,7 @@ async def test_reused_refresh_token_revokes_the_family(
     meta = await client.discover()
     await client.register(meta)
     code = await client.authorize(meta)
-    first = (
-        await client.token(
-            meta,
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=REDIRECT,
-            code_verifier=client.verifier,
-        )
-    ).json()
+    first = (await client.exchange(meta, code)).json()
     second = (
         await client.token(meta, grant_type="refresh_token", refresh_token=first["refresh_token"])
     ).json()
@@ -346,15 +327,7 @@ async def test_access_token_revoked_alone_and_scope_step_up(
     meta = await client.discover()
     await client.register(meta)
     code = await client.authorize(meta, scope="tools")
-    tokens = (
-        await client.token(
-            meta,
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=REDIRECT,
-            code_verifier=client.verifier,
-        )
-    ).json()
+    tokens = (await client.exchange(meta, code)).json()
     access = tokens["access_token"]
     await client.open_session(access)
     # A tool that needs a scope the token lacks: 403 with the scope to step up to.
@@ -415,15 +388,7 @@ async def test_the_token_endpoint_purges_what_can_no_longer_matter(
     meta = await client.discover()
     await client.register(meta)
     code = await client.authorize(meta)
-    tokens = (
-        await client.token(
-            meta,
-            grant_type="authorization_code",
-            code=code,
-            redirect_uri=REDIRECT,
-            code_verifier=client.verifier,
-        )
-    ).json()
+    tokens = (await client.exchange(meta, code)).json()
     family_id = tokens["refresh_token"].split(".", 1)[0]
     assert await authorization.grants.family(family_id) is not None
     # Past the refresh lifetime and the purge interval, any token request sweeps the family.
