@@ -17,8 +17,13 @@ says which setting, from which source, what was wrong and what is allowed. Secre
 a message or a `Settings`: `KEYRING_SECRET` is recorded as present or absent, and a password in
 a store URL or DSN is replaced by `***` wherever it is shown (`mask_secret`).
 
-The settings mirror the options of `create_app` and `mcp-core serve`; `serve` does not read
-them yet.
+The settings mirror the options of `create_app` and `mcp-core serve`, which reads them, plus
+the `bridge_*` settings of `mcp-core bridge` (docs/daemon.md). All of them are flat keys of one
+file, as every setting is: a bridge setting's file key is its name (`bridge_idle_timeout`), its
+variable `MCP_CORE_` plus the name in capitals, and its option the bridge's own
+(`--idle-timeout`), which is what an error about an explicit value names. A command resolves,
+and so validates, every setting, not only its own: a broken file or variable stops `serve` and
+`bridge` alike, at start, with the same message.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+
+from mcp_core.core.machines.daemon_recovery import RecoveryLimits
 
 __all__ = [
     "CONFIG_VARIABLE",
@@ -53,6 +60,12 @@ APP_FOLDER = "mcp-core"
 SECRET_MASK = "***"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 RESPONSE_MODES = ("auto", "json", "sse")
+# The bridge and its daemon log through the standard library only, which has no `trace` level.
+BRIDGE_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# `mcp_core.adapters.daemon.DEFAULT_IDLE_TIMEOUT`, repeated so that reading the configuration
+# does not import the daemon's I/O stack (a test checks the two agree).
+BRIDGE_IDLE_TIMEOUT = 600.0
+_RECOVERY = RecoveryLimits()
 # The store forms `open_credential_store` (adapters/cli/vault_cmds.py) understands.
 STORE_SCHEMES = ("postgresql", "postgres", "redis", "rediss", "unix")
 
@@ -228,10 +241,13 @@ class SettingSpec:
     doc: str
     in_file: bool = True
     secret: bool = False
+    # The command-line option that gives it explicitly, when it is not `--<name>` (the bridge's
+    # options drop the `bridge_` prefix: `bridge_idle_timeout` is `bridge --idle-timeout`).
+    option: str | None = None
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.option or "--" + self.name.replace("_", "-")
 
 
 SETTINGS: tuple[SettingSpec, ...] = (
@@ -333,6 +349,51 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default_text="unset: loopback origins only",
         doc="Origin header values accepted (DNS rebinding protection)",
     ),
+    SettingSpec(
+        name="bridge_idle_timeout",
+        env="MCP_CORE_BRIDGE_IDLE_TIMEOUT",
+        parse=_seconds,
+        default=BRIDGE_IDLE_TIMEOUT,
+        default_text="600 (seconds)",
+        doc="seconds without a request before a daemon the bridge starts exits",
+        option="--idle-timeout",
+    ),
+    SettingSpec(
+        name="bridge_max_attempts",
+        env="MCP_CORE_BRIDGE_MAX_ATTEMPTS",
+        parse=_at_least_one,
+        default=_RECOVERY.max_attempts,
+        default_text=str(_RECOVERY.max_attempts),
+        doc="failed tries in a row before the bridge gives up on its daemon",
+        option="--max-attempts",
+    ),
+    SettingSpec(
+        name="bridge_probe_timeout",
+        env="MCP_CORE_BRIDGE_PROBE_TIMEOUT",
+        parse=_seconds,
+        default=_RECOVERY.probe_timeout,
+        default_text=f"{_RECOVERY.probe_timeout:g} (seconds)",
+        doc="seconds a daemon may take to answer its health route",
+        option="--probe-timeout",
+    ),
+    SettingSpec(
+        name="bridge_log_level",
+        env="MCP_CORE_BRIDGE_LOG_LEVEL",
+        parse=_choice(BRIDGE_LOG_LEVELS),
+        default="warning",
+        default_text="warning",
+        doc="the bridge's log verbosity on stderr",
+        option="--log-level",
+    ),
+    SettingSpec(
+        name="bridge_daemon_log_level",
+        env="MCP_CORE_BRIDGE_DAEMON_LOG_LEVEL",
+        parse=_choice(BRIDGE_LOG_LEVELS),
+        default="info",
+        default_text="info",
+        doc="the log verbosity of a daemon the bridge starts (its log file)",
+        option="--daemon-log-level",
+    ),
 )
 _BY_NAME = {spec.name: spec for spec in SETTINGS}
 FILE_KEYS = tuple(spec.name for spec in SETTINGS if spec.in_file)
@@ -358,6 +419,11 @@ class Settings:
     max_body_bytes: int
     allowed_hosts: tuple[str, ...] | None
     allowed_origins: tuple[str, ...] | None
+    bridge_idle_timeout: float
+    bridge_max_attempts: int
+    bridge_probe_timeout: float
+    bridge_log_level: str
+    bridge_daemon_log_level: str
     sources: Mapping[str, str] = attrs.field(converter=_as_mapping)
     config_file: str | None = None
 

@@ -8,6 +8,8 @@ mcp-core config show [--json] [--config PATH]
 Spec context: issue 6 "Boot and configuration"; the order and every setting are in
 `docs/configuration.md`, the rules in `mcp_core.adapters.config`. The `serve` options given here
 are explicit arguments, so `config show --port 9000` shows what `serve --port 9000` would use.
+The `bridge_*` rows are what `mcp-core bridge` uses when given none of its options (its
+`--log-level` is not `serve`'s, so `config show` takes none of them).
 
 Output contract, for scripts: tab-separated rows `SETTING VALUE SOURCE` with a header, then
 nothing else (the config file read, if any, is the source of the rows that came from it);

@@ -1122,6 +1122,14 @@ class FetchServerMetadata:
     url: str
 
 
+def _native_redirect(uri: str) -> bool:
+    """A redirect URI of a native app (RFC 8252 7.1, 7.3): loopback http or a private-use scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme == "http":
+        return parts.hostname in ("127.0.0.1", "::1", "localhost")
+    return parts.scheme not in ("https", "")
+
+
 @attrs.frozen(kw_only=True)
 class Register:
     """Register this client (RFC 7591 §3.1) at `registration_endpoint`; report `Registered` or
@@ -1145,6 +1153,14 @@ class Register:
         if self.redirect_uris:
             body["redirect_uris"] = list(self.redirect_uris)
             body["response_types"] = ["code"]
+        # OpenID Connect Registration 2 / MCP SEP-837: say what kind of client this is. A
+        # client whose redirects all come back to this machine (loopback http, or a private-use
+        # scheme) is a native application; any other is a web one.
+        body["application_type"] = (
+            "native"
+            if self.redirect_uris and all(_native_redirect(uri) for uri in self.redirect_uris)
+            else "web"
+        )
         body.update(_scope_param(self.scopes))
         return body
 

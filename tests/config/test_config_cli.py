@@ -61,7 +61,46 @@ def test_show_prints_every_setting_with_its_source(
     assert rows["log_level"] == ["-", "default"]
     assert rows["keyring_secret"] == ["not set", "default"]
     assert rows["data_dir"] == [str(tmp_path / ".local/share/mcp-core"), "default"]
-    assert len(rows) == 12
+    assert rows["bridge_idle_timeout"] == ["600.0", "default"]
+    assert len(rows) == 17
+
+
+def test_show_gives_the_bridge_settings_with_their_sources(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "bridge.toml"
+    config.write_text("bridge_idle_timeout = 120\nbridge_max_attempts = 4\n")
+    monkeypatch.setenv("MCP_CORE_BRIDGE_IDLE_TIMEOUT", "90")
+    monkeypatch.setenv("MCP_CORE_BRIDGE_LOG_LEVEL", "info")
+    settings = show_json(capsys, "--config", str(config))
+    assert settings["bridge_idle_timeout"] == {
+        "value": 90.0,
+        "source": "environment MCP_CORE_BRIDGE_IDLE_TIMEOUT",
+        "env": "MCP_CORE_BRIDGE_IDLE_TIMEOUT",
+        "file_key": "bridge_idle_timeout",
+    }
+    assert settings["bridge_max_attempts"]["value"] == 4
+    assert settings["bridge_max_attempts"]["source"] == f"config file {config}"
+    assert settings["bridge_log_level"]["value"] == "info"
+    assert settings["bridge_probe_timeout"] == {
+        "value": 10.0,
+        "source": "default",
+        "env": "MCP_CORE_BRIDGE_PROBE_TIMEOUT",
+        "file_key": "bridge_probe_timeout",
+    }
+    assert settings["bridge_daemon_log_level"]["value"] == "info"
+
+
+def test_a_bad_bridge_variable_is_one_line_naming_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_CORE_BRIDGE_IDLE_TIMEOUT", "-30")
+    code, out, err = run(capsys, "show")
+    assert (code, out) == (1, "")
+    assert err == (
+        "mcp-core: error: bridge_idle_timeout from environment MCP_CORE_BRIDGE_IDLE_TIMEOUT: "
+        "'-30' is out of range; allowed: a number of seconds greater than 0\n"
+    )
 
 
 def test_show_json_is_one_object_with_value_source_env_and_file_key(

@@ -21,6 +21,8 @@ from mcp_core.adapters.config import (
     resolve_settings,
     settings_report,
 )
+from mcp_core.adapters.daemon import DEFAULT_IDLE_TIMEOUT
+from mcp_core.core.machines.daemon_recovery import RecoveryLimits
 
 HOME = {"HOME": "/home/alice"}
 FILE = "/etc/mcp-core/config.toml"
@@ -61,6 +63,11 @@ def test_defaults_when_nothing_is_given() -> None:
     assert settings.max_body_bytes == 4 * 1024 * 1024
     assert settings.allowed_hosts is None
     assert settings.allowed_origins is None
+    assert settings.bridge_idle_timeout == 600.0
+    assert settings.bridge_max_attempts == 5
+    assert settings.bridge_probe_timeout == 10.0
+    assert settings.bridge_log_level == "warning"
+    assert settings.bridge_daemon_log_level == "info"
     assert settings.config_file is None
     assert set(settings.sources) == {spec.name for spec in SETTINGS}
     assert settings.sources["port"] == "default"
@@ -92,6 +99,11 @@ LAYERS = [
         '["https://c.example"]',
         (("https://a.example",), ("https://b.example",), ("https://c.example",)),
     ),
+    ("bridge_idle_timeout", "30", "45.5", "60", (30.0, 45.5, 60.0)),
+    ("bridge_max_attempts", "2", "3", "4", (2, 3, 4)),
+    ("bridge_probe_timeout", "0.5", "1", "2.5", (0.5, 1.0, 2.5)),
+    ("bridge_log_level", "debug", "ERROR", '"critical"', ("debug", "error", "critical")),
+    ("bridge_daemon_log_level", "warning", "debug", '"error"', ("warning", "debug", "error")),
 ]
 
 
@@ -103,7 +115,7 @@ def test_each_layer_overrides_the_ones_below(
     text = f"{name} = {file}\n"
     everything = resolve({name: arg}, {spec.env: env}, text)
     assert getattr(everything, name) == expected[0]
-    assert everything.sources[name] == f"argument --{name.replace('_', '-')}"
+    assert everything.sources[name] == f"argument {spec.flag}"
     no_args = resolve({name: None}, {spec.env: env}, text)
     assert getattr(no_args, name) == expected[1]
     assert no_args.sources[name] == f"environment {spec.env}"
@@ -111,6 +123,33 @@ def test_each_layer_overrides_the_ones_below(
     assert getattr(file_only, name) == expected[2]
     assert file_only.sources[name] == f"config file {FILE}"
     assert file_only.config_file == FILE
+
+
+def test_the_bridge_settings_are_named_for_the_bridge_options() -> None:
+    flags = {
+        spec.name: (spec.env, spec.flag) for spec in SETTINGS if spec.name.startswith("bridge_")
+    }
+    assert flags == {
+        "bridge_idle_timeout": ("MCP_CORE_BRIDGE_IDLE_TIMEOUT", "--idle-timeout"),
+        "bridge_max_attempts": ("MCP_CORE_BRIDGE_MAX_ATTEMPTS", "--max-attempts"),
+        "bridge_probe_timeout": ("MCP_CORE_BRIDGE_PROBE_TIMEOUT", "--probe-timeout"),
+        "bridge_log_level": ("MCP_CORE_BRIDGE_LOG_LEVEL", "--log-level"),
+        "bridge_daemon_log_level": ("MCP_CORE_BRIDGE_DAEMON_LOG_LEVEL", "--daemon-log-level"),
+    }
+
+
+def test_the_bridge_defaults_are_the_daemon_and_recovery_defaults() -> None:
+    limits = RecoveryLimits()
+    settings = resolve()
+    assert settings.bridge_idle_timeout == DEFAULT_IDLE_TIMEOUT
+    assert settings.bridge_max_attempts == limits.max_attempts
+    assert settings.bridge_probe_timeout == limits.probe_timeout
+
+
+def test_bridge_and_serve_log_levels_are_separate_settings() -> None:
+    settings = resolve(env={"MCP_CORE_LOG_LEVEL": "debug"}, text='bridge_log_level = "error"\n')
+    assert (settings.log_level, settings.bridge_log_level) == ("debug", "error")
+    assert settings.sources["bridge_daemon_log_level"] == "default"
 
 
 def test_an_empty_environment_variable_counts_as_unset() -> None:
@@ -166,6 +205,14 @@ def test_settings_are_frozen() -> None:
         ("max_sessions", "0", "0 is out of range", "an integer of 1 or more"),
         ("max_body_bytes", "1.5", "'1.5' is not an integer", "an integer of 1 or more"),
         ("allowed_hosts", " , ", "it is empty", "a non-empty list of strings"),
+        ("bridge_idle_timeout", "-5", "'-5' is out of range", "seconds greater than 0"),
+        ("bridge_idle_timeout", "10m", "'10m' is not a number", "seconds greater than 0"),
+        ("bridge_idle_timeout", "inf", "'inf' is out of range", "seconds greater than 0"),
+        ("bridge_max_attempts", "0", "0 is out of range", "an integer of 1 or more"),
+        ("bridge_max_attempts", "many", "'many' is not an integer", "an integer of 1 or more"),
+        ("bridge_probe_timeout", "0", "'0' is out of range", "seconds greater than 0"),
+        ("bridge_log_level", "trace", "'trace' is not a known value", "critical, error, warn"),
+        ("bridge_daemon_log_level", "loud", "'loud' is not a known value", "one of critical"),
     ],
 )
 def test_invalid_environment_values_name_the_setting_the_source_and_what_is_allowed(
@@ -190,6 +237,12 @@ def test_invalid_environment_values_name_the_setting_the_source_and_what_is_allo
         ("allowed_hosts = [1]", "allowed_hosts from config file {f}: the item 1 is not"),
         ("session_idle_timeout = false", "session_idle_timeout from config file {f}: False"),
         ("response_mode = { a = 1 }", "response_mode from config file {f}: {'a': 1}"),
+        ("bridge_idle_timeout = -1", "bridge_idle_timeout from config file {f}: -1 is out of"),
+        ("bridge_idle_timeout = 'soon'", "bridge_idle_timeout from config file {f}: 'soon' is n"),
+        ("bridge_idle_timeout = true", "bridge_idle_timeout from config file {f}: True is not"),
+        ("bridge_max_attempts = 2.5", "bridge_max_attempts from config file {f}: 2.5 is not an"),
+        ("bridge_probe_timeout = 0", "bridge_probe_timeout from config file {f}: 0 is out of"),
+        ("bridge_log_level = 3", "bridge_log_level from config file {f}: 3 is not a string"),
     ],
 )
 def test_wrong_types_in_the_file_name_the_setting_and_the_file(toml: str, expected: str) -> None:
@@ -212,6 +265,28 @@ def test_invalid_arguments_name_the_option() -> None:
     )
 
 
+def test_invalid_bridge_arguments_name_the_bridge_option() -> None:
+    (message,) = problems(args={"bridge_idle_timeout": "-1"})
+    assert message == (
+        "bridge_idle_timeout from argument --idle-timeout: '-1' is out of range; "
+        "allowed: a number of seconds greater than 0"
+    )
+    (message,) = problems(args={"bridge_daemon_log_level": "chatty"})
+    assert message.startswith(
+        "bridge_daemon_log_level from argument --daemon-log-level: 'chatty' is not a known value"
+    )
+
+
+def test_a_bridge_option_beats_a_bad_bridge_variable_and_file_key() -> None:
+    settings = resolve(
+        args={"bridge_max_attempts": "7"},
+        env={"MCP_CORE_BRIDGE_MAX_ATTEMPTS": "zero"},
+        text="bridge_max_attempts = -1\n",
+    )
+    assert settings.bridge_max_attempts == 7
+    assert settings.sources["bridge_max_attempts"] == "argument --max-attempts"
+
+
 def test_every_problem_is_reported_at_once() -> None:
     found = problems(
         args={"port": "x"}, env={"MCP_CORE_MAX_SESSIONS": "0"}, text="log_level = 'loud'\n"
@@ -228,6 +303,7 @@ def test_unknown_file_keys_are_named_with_the_allowed_ones() -> None:
     (message,) = problems(text="prot = 80\n")
     assert message.startswith(f"unknown key 'prot' in the config file {FILE}; allowed keys: ")
     assert "host, port, response_mode, log_level" in message
+    assert "bridge_idle_timeout, bridge_max_attempts, bridge_probe_timeout" in message
     assert "keyring_secret" not in message
 
 
@@ -347,3 +423,16 @@ def test_a_malformed_file_on_disk_names_its_path(tmp_path: Path) -> None:
 def test_an_unreadable_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_settings({"config": str(tmp_path)}, {"HOME": str(tmp_path)})  # a folder
+
+
+# ---- the guide ----------------------------------------------------------------------------------
+
+
+def test_the_guide_lists_every_setting_with_its_variable() -> None:
+    guide = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = [line for line in guide.splitlines() if line.startswith("| `")]
+    for spec in SETTINGS:
+        (row,) = [row for row in rows if row.startswith(f"| `{spec.name}`")]
+        assert f"`{spec.env}`" in row
+        if spec.option is not None:
+            assert f"`bridge {spec.option}`" in row

@@ -1317,6 +1317,7 @@ def test_registration_document_follows_rfc_7591() -> None:
         "response_types": ["code"],
         "grant_types": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_method": "none",
+        "application_type": "native",  # a loopback redirect (RFC 8252 7.3)
         "scope": "files:read",
     }
     register = _at_server(CC_DYNAMIC).handle(_metadata_event())[0]
@@ -1325,7 +1326,12 @@ def test_registration_document_follows_rfc_7591() -> None:
         "client_name": "mcp-core",
         "grant_types": ["client_credentials"],
         "token_endpoint_auth_method": "client_secret_basic",
+        "application_type": "web",
     }
+    web = attrs.evolve(register, redirect_uris=("https://app.example/cb",))
+    assert web.document()["application_type"] == "web"
+    app = attrs.evolve(register, redirect_uris=("com.example.app:/cb", "http://[::1]:5/cb"))
+    assert app.document()["application_type"] == "native"
 
 
 def test_registration_failure_fails() -> None:
