@@ -17,7 +17,7 @@ One fetch, step by step:
    ignored (a proxy would resolve the name itself).
 4. Redirects are not followed by httpx: each `Location` is re-vetted (`check_redirect`), resolved
    and vetted again, up to `max_redirects`. Credentials the caller set (`Authorization`,
-   `Cookie`) are dropped when a redirect leaves the origin.
+   `Cookie`) are dropped when a redirect leaves the origin (scheme, host, port).
 5. The body is streamed and abandoned past `max_bytes` (after content decoding, so a compressed
    bomb is capped too); the whole fetch, DNS and redirects included, is bounded by `timeout`.
 6. A 200 whose `Cache-Control` has `max-age` (and neither `no-store` nor `no-cache`) is kept in a
@@ -25,8 +25,13 @@ One fetch, step by step:
 
 `request` (the `HttpRequester` port) runs the same steps for any method with a body: a 303, and
 a 301 or 302 answering a POST, turns into a GET without the body (RFC 9110 §15.4); a 307 or 308
-repeats the method and body. With `follow_redirects=False` the redirect itself is the answer
-(an OAuth client reads the authorization code from its `Location`). Only GETs are cached.
+repeats the method and body, but only within the origin: a 307 or 308 that would carry a body
+to another origin is refused (`OutboundRefused`, nothing sent there). A body is the caller's
+secret as much as a header is (a token request holds the code, the PKCE verifier, the refresh
+token, the client secret), and a server must not be able to forward it elsewhere by answering
+307 (issue 5 review). With `follow_redirects=False` the redirect itself is the answer (an OAuth
+client reads the authorization code from its `Location`, and sends its token requests that way).
+Only GETs are cached.
 
 httpx and socket errors never cross the port: they become `OutboundFailed`.
 """
@@ -248,9 +253,14 @@ class HttpxClient:
                 raise OutboundRefused(f"more than {policy.max_redirects} redirects")
             redirects += 1
             following = policy.check_redirect(target.url, location)
-            if following.origin != target.origin:
-                headers = {k: v for k, v in headers.items() if k not in _ORIGIN_BOUND_HEADERS}
             send = send.after_redirect(result.status)
+            if following.origin != target.origin:
+                if send.body:  # a 307/308 would replay it: never to another origin
+                    raise OutboundRefused(
+                        f"HTTP {result.status} would resend the request body to another origin "
+                        f"({following.scheme}://{following.authority})"
+                    )
+                headers = {k: v for k, v in headers.items() if k not in _ORIGIN_BOUND_HEADERS}
             if not send.body:
                 headers = {k: v for k, v in headers.items() if k != "content-type"}
             target = following

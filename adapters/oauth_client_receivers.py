@@ -6,12 +6,24 @@ Port: `mcp_core.ports.oauth_client.RedirectReceiver` (issue 5: "the browser or r
 - `LoopbackRedirectReceiver` (desktop, RFC 8252 §7.3 and §8.3): listens on 127.0.0.1 (a port
   of its own choosing unless one is given; the redirect URI is
   `http://127.0.0.1:PORT/callback`), opens the user's browser on the authorization URL through
-  the `BrowserOpener` port, and answers the first request to the callback path with a short
-  page, handing its query back. Requests to other paths get 404 and change nothing. It waits
-  at most `timeout` seconds. It binds only loopback, so nothing off the machine can reach it.
+  the `BrowserOpener` port, and answers the request to the callback path that carries this
+  authorization request's `state` with a short page, handing its query back. Requests to other
+  paths get 404 and change nothing. It waits at most `timeout` seconds. It binds only
+  loopback, so nothing off the machine can reach it; but any local process, and any web page
+  the user visits (a cross-site GET to 127.0.0.1), can reach it.
 - `CallbackRedirectReceiver` (an application with its own web server or UI): `authorize` hands
   the URL to the application's `show` callback and waits until the application calls
   `complete(url_or_query)` with what arrived at its redirect URI.
+
+The expected `state` (RFC 6749 §10.12, RFC 9700 §4.7) is the `state` parameter of the
+authorization URL the receiver is asked to open (or the `state=` given to `authorize`). A
+callback whose `state` differs, or that has none, is not the redirect of this request: the
+loopback receiver answers it 400 and `complete` raises ValueError, and both keep waiting for
+the genuine one within the timeout. Otherwise any local process or web page could end the flow
+first with a forged redirect, and the genuine one would find nobody listening. The comparison
+is constant-time (`hmac.compare_digest`). The OAuth client's machine checks `state` again (the
+second line of defence, and the only one with a receiver that does not filter). An
+authorization URL without `state` gives nothing to compare: the first callback is taken.
 - `HeadlessRedirectReceiver` (automation and test harnesses whose authorization endpoint
   redirects at once, like the conformance suite's mock): GETs the authorization URL through
   the `HttpRequester` port without following redirects, follows the ones that do not lead to
@@ -22,6 +34,7 @@ Port: `mcp_core.ports.oauth_client.RedirectReceiver` (issue 5: "the browser or r
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -54,6 +67,19 @@ _PAGE: Final = (
 
 def _query_of(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def _expected_state(url: str, state: str | None) -> str | None:
+    """The `state` a genuine redirect carries: the one given, else the authorization URL's."""
+    return state if state is not None else _query_of(url).get("state")
+
+
+def _state_matches(params: Mapping[str, str], expected: str | None) -> bool:
+    """The redirect belongs to the request (constant time; no expectation: any redirect)."""
+    if expected is None:
+        return True
+    received = params.get("state")
+    return received is not None and hmac.compare_digest(received.encode(), expected.encode())
 
 
 def _same_endpoint(url: str, redirect_uri: str) -> bool:
@@ -117,7 +143,7 @@ class HeadlessRedirectReceiver:
 class CallbackRedirectReceiver:
     """The application shows the URL and completes the redirect itself; see the module
     docstring. `show(url)` may be sync or async; `complete` accepts the full redirect URL or
-    its query string."""
+    its query string, and refuses (ValueError) one whose `state` is not the request's."""
 
     def __init__(
         self,
@@ -131,6 +157,7 @@ class CallbackRedirectReceiver:
         self._timeout = timeout
         self._arrived: anyio.Event | None = None
         self._params: dict[str, str] | None = None
+        self._state: str | None = None
 
     def __repr__(self) -> str:
         return f"CallbackRedirectReceiver(redirect_uri={self._redirect_uri!r})"
@@ -144,15 +171,20 @@ class CallbackRedirectReceiver:
         return self._arrived is not None and not self._arrived.is_set()
 
     def complete(self, url_or_query: str) -> None:
-        """Hand over what arrived at the redirect URI. ValueError when nothing waits."""
+        """Hand over what arrived at the redirect URI. ValueError when nothing waits, or when
+        its `state` is not the waiting request's (the request keeps waiting)."""
         if self._arrived is None or self._arrived.is_set():
             raise ValueError("no authorization is waiting for its redirect")
         query = url_or_query if "?" not in url_or_query else urlsplit(url_or_query).query
-        self._params = dict(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+        params = dict(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+        if not _state_matches(params, self._state):
+            raise ValueError("the redirect's state does not match the authorization request")
+        self._params = params
         self._arrived.set()
 
-    async def authorize(self, url: str) -> Mapping[str, str]:
+    async def authorize(self, url: str, *, state: str | None = None) -> Mapping[str, str]:
         self._arrived, self._params = anyio.Event(), None
+        self._state = _expected_state(url, state)
         try:
             shown = self._show(url)
             if shown is not None:
@@ -165,7 +197,7 @@ class CallbackRedirectReceiver:
                 )
             return self._params
         finally:
-            self._arrived = None
+            self._arrived, self._state = None, None
 
 
 class LoopbackRedirectReceiver:
@@ -225,10 +257,13 @@ class LoopbackRedirectReceiver:
             raise RuntimeError("start the receiver first: its port is chosen when it listens")
         return f"http://127.0.0.1:{self._port}{self._path}"
 
-    async def authorize(self, url: str) -> Mapping[str, str]:
+    async def authorize(self, url: str, *, state: str | None = None) -> Mapping[str, str]:
+        """Open `url` and wait for its redirect: the callback carrying `state` (else the
+        `state` of `url`); see the module docstring."""
         await self.start()
         assert self._listener is not None
         listener = self._listener
+        expected = _expected_state(url, state)
         result: dict[str, str] | None = None
         done = anyio.Event()
 
@@ -242,7 +277,17 @@ class LoopbackRedirectReceiver:
                 if urlsplit(target).path != self._path:
                     await _respond(stream, 404, b"not found")
                     return
-                result = _query_of(target)
+                params = _query_of(target)
+                if not _state_matches(params, expected):
+                    # Not this request's redirect (forged, stale, another flow's): refuse it
+                    # and keep waiting for the genuine one.
+                    log.warning("refused a redirect whose state does not match the request")
+                    await _respond(stream, 400, b"state does not match the authorization request")
+                    return
+                if result is not None:  # a second genuine one, while the first is answered
+                    await _respond(stream, 400, b"bad request")
+                    return
+                result = params
                 await _respond(stream, 200, _PAGE, content_type="text/html; charset=utf-8")
                 done.set()
 

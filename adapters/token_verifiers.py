@@ -44,7 +44,7 @@ from mcp_core.core.services.token_verifiers import (
     token_info,
 )
 from mcp_core.ports.http_client import HttpClient
-from mcp_core.ports.keys import KeySet, TokenRejected, VerificationPolicy
+from mcp_core.ports.keys import KeySet, SharedKeySet, TokenRejected, VerificationPolicy
 from mcp_core.ports.oauth_stores import GrantStore, StoreUnavailable
 from mcp_core.ports.system import Clock
 from mcp_core.ports.tokens import AccessTokenInfo, TokenInvalid, VerifierUnavailable
@@ -90,8 +90,18 @@ class KeySetVerifier:
 
     async def verify(self, token: str, *, resource: str) -> AccessTokenInfo:
         policy = VerificationPolicy(audience=resource, issuer=self._issuer, leeway=self._leeway)
+        shared = isinstance(self._keyset, SharedKeySet)
+        if shared:
+            await self._keyset.refresh()  # type: ignore[attr-defined]
         try:
-            claims = verify_access_token(token, self._keyset, policy, now=self._clock.wall())
+            try:
+                claims = verify_access_token(token, self._keyset, policy, now=self._clock.wall())
+            except TokenRejected as error:
+                if not (shared and error.reason == "unknown_kid"):
+                    raise
+                # Another node may have rotated: look again (the key set rate-limits this).
+                await self._keyset.refresh(unknown_kid=True)  # type: ignore[attr-defined]
+                claims = verify_access_token(token, self._keyset, policy, now=self._clock.wall())
         except TokenRejected as error:
             raise TokenInvalid(error.reason, str(error)) from None
         if self._grants is not None:

@@ -11,7 +11,14 @@ keys are never on disk in the clear, and `mcp-core keys rotate` re-encrypts it l
 credential.
 
 `load_keyset` reads the record, or makes a new key set and stores it (compare-and-set: two
-nodes booting together agree on one set, the loser reads the winner's). When the current key is
+nodes booting together agree on one set, the loser reads the winner's).
+
+`VaultKeySet` is the `SharedKeySet` a running server holds: an `InMemoryKeySet` that
+`refresh()` re-reads from the vault every `refresh_interval` seconds (rotating there when the
+current key is due), and at once (rate-limited) when a token names a key it does not know. So a
+node that rotates publishes the new key to the others within one interval, every node signs with
+the same current key, and a node that never restarts still rotates. A vault that is down at
+refresh time leaves the held keys serving; the next refresh tries again. When the current key is
 older than `rotate_after` seconds it rotates: a new current key, the previous one kept for
 `overlap_seconds` (at least the access-token lifetime, so no token outlives the key that
 verifies it), keys past their overlap pruned, and the result written back, again
@@ -20,15 +27,20 @@ compare-and-set. `rotate_keyset` does the same on demand.
 
 from __future__ import annotations
 
-from typing import Final
+import logging
+from typing import Any, Final
+
+import anyio
 
 from mcp_core.adapters.jwt_keys import InMemoryKeySet
-from mcp_core.core.services.vault import Vault
-from mcp_core.ports.credentials import VersionConflict
-from mcp_core.ports.keys import SigningAlgorithm
+from mcp_core.core.services.vault import Vault, VaultError
+from mcp_core.ports.credentials import StoreUnavailable, VersionConflict
+from mcp_core.ports.keys import SigningAlgorithm, SigningKey, VerificationKey
 from mcp_core.ports.system import Clock
 
-__all__ = ["KEYSET_KIND", "KEYSET_SERVER", "load_keyset", "rotate_keyset"]
+__all__ = ["KEYSET_KIND", "KEYSET_SERVER", "VaultKeySet", "load_keyset", "rotate_keyset"]
+
+log = logging.getLogger(__name__)
 
 KEYSET_SERVER: Final = "mcp-core.authorization-server"
 KEYSET_KIND: Final = "signing-keys"
@@ -103,3 +115,105 @@ async def rotate_keyset(
         overlap_seconds=overlap_seconds,
         rotate_after=-1.0,
     )
+
+
+class VaultKeySet:
+    """A `SharedKeySet` kept in the vault (see the module docstring). Build it with `open`, or
+    from a key set already loaded (`initial`) when the first read had to happen elsewhere."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        *,
+        issuer: str,
+        clock: Clock,
+        initial: InMemoryKeySet,
+        algorithm: SigningAlgorithm = "EdDSA",
+        overlap_seconds: float = 86_400.0,
+        rotate_after: float | None = 30 * 86_400.0,
+        refresh_interval: float = 60.0,
+        unknown_kid_interval: float = 5.0,
+    ) -> None:
+        if refresh_interval <= 0 or unknown_kid_interval <= 0:
+            raise ValueError("refresh intervals must be positive")
+        self._vault = vault
+        self._issuer = issuer
+        self._clock = clock
+        self._keys = initial
+        self._options: dict[str, Any] = {
+            "algorithm": algorithm,
+            "overlap_seconds": overlap_seconds,
+            "rotate_after": rotate_after,
+        }
+        self._interval = refresh_interval
+        self._unknown_interval = unknown_kid_interval
+        self._next_refresh = clock.now() + refresh_interval
+        self._last_attempt = clock.now()
+        self._lock: anyio.Lock | None = None
+
+    @classmethod
+    async def open(cls, vault: Vault, *, issuer: str, clock: Clock, **options: Any) -> VaultKeySet:
+        """Load (or create) the issuer's keys from the vault and hold them."""
+        load_options = {
+            k: v
+            for k, v in options.items()
+            if k in ("algorithm", "overlap_seconds", "rotate_after")
+        }
+        initial = await load_keyset(vault, issuer=issuer, clock=clock, **load_options)
+        return cls(vault, issuer=issuer, clock=clock, initial=initial, **options)
+
+    def __repr__(self) -> str:
+        return f"VaultKeySet(issuer={self._issuer!r}, kid={self.current().kid!r})"
+
+    async def refresh(self, *, unknown_kid: bool = False) -> None:
+        now = self._clock.now()
+        due = now >= self._next_refresh or (
+            unknown_kid and now >= self._last_attempt + self._unknown_interval
+        )
+        if not due:
+            return
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            now = self._clock.now()
+            if now < self._next_refresh and (
+                not unknown_kid or now < self._last_attempt + self._unknown_interval
+            ):
+                return  # another task refreshed while this one waited
+            self._last_attempt = self._clock.now()
+            self._next_refresh = self._last_attempt + self._interval
+            try:
+                self._keys = await load_keyset(
+                    self._vault, issuer=self._issuer, clock=self._clock, **self._options
+                )
+            except (StoreUnavailable, VersionConflict, VaultError, ValueError) as exc:
+                log.warning(
+                    "signing keys of %s not refreshed from the vault (%s); the held keys serve",
+                    self._issuer,
+                    type(exc).__name__,
+                )
+
+    # ---- KeySet: the keys held now ----
+
+    def current(self) -> SigningKey:
+        return self._keys.current()
+
+    def all_keys(self) -> tuple[SigningKey, ...]:
+        return self._keys.all_keys()
+
+    def sign(self, claims: dict[str, Any], *, headers: dict[str, Any]) -> str:
+        return self._keys.sign(claims, headers=headers)
+
+    def jwks(self) -> dict[str, Any]:
+        return self._keys.jwks()
+
+    def verification_key(self, kid: str) -> VerificationKey | None:
+        return self._keys.verification_key(kid)
+
+    def rotate(self, now: float) -> SigningKey:
+        """Rotate the held keys only (this node, until the next refresh): to rotate for every
+        node, `rotate_keyset` in the vault; the next refresh picks it up."""
+        return self._keys.rotate(now)
+
+    def prune(self, now: float) -> tuple[SigningKey, ...]:
+        return self._keys.prune(now)

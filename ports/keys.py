@@ -37,6 +37,7 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "SIGNING_ALGORITHMS",
     "KeySet",
+    "SharedKeySet",
     "SigningAlgorithm",
     "SigningKey",
     "TokenRejected",
@@ -192,3 +193,17 @@ class KeySet(Protocol):
     def rotate(self, now: float) -> SigningKey: ...
 
     def prune(self, now: float) -> tuple[SigningKey, ...]: ...
+
+
+@runtime_checkable
+class SharedKeySet(KeySet, Protocol):
+    """A `KeySet` shared by several nodes through a store: other nodes may rotate it.
+
+    `refresh(unknown_kid=False)` brings the held keys up to date with the store when they are
+    older than the adapter's refresh interval, or, with `unknown_kid`, when a token names a
+    key this node does not know (rate-limited, so garbage kids cannot hammer the store). It
+    never raises for a store that is down: the keys held keep serving. The authorization
+    server and `KeySetVerifier` call it before signing and verifying.
+    """
+
+    async def refresh(self, *, unknown_kid: bool = False) -> None: ...

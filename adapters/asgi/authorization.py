@@ -20,6 +20,7 @@ consent ticket is the CSRF defence). Mount it alone, or next to an MCP endpoint 
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -33,11 +34,15 @@ from mcp_core.core.services.authorization_server import (
     UserAuthenticator,
     parse_urlencoded,
 )
+from mcp_core.ports.credentials import StoreUnavailable
 
 from ._plumbing import BodyTooLarge, Receive, Scope, Send, header_map, read_body
 
 __all__ = ["MAX_FORM_BYTES", "MAX_JSON_BYTES", "MAX_QUERY_BYTES", "AuthorizationApp"]
 
+
+log = logging.getLogger(__name__)
+_RETRY: Final = ("retry-after", "5")
 
 MAX_FORM_BYTES: Final = 16 * 1024
 MAX_JSON_BYTES: Final = 16 * 1024
@@ -100,6 +105,8 @@ class AuthorizationApp:
             return refused
         path = scope.get("path", "")
         method = scope.get("method", "GET")
+        if path.endswith("/jwks"):
+            await self.server.refresh_keys()  # publish what every node signs with
         if path in self._metadata_paths:
             return self.server.metadata() if method == "GET" else self._not_allowed("GET")
         route = self._routes.get(path)
@@ -127,6 +134,15 @@ class AuthorizationApp:
             return _plain(413, "Request body too large")
         except OAuthError as error:
             return _oauth(error)
+        except StoreUnavailable:
+            # The client and grant stores are down: say so, and when to try again, rather than
+            # a bare 500. Nothing was issued (every write is atomic in the store).
+            log.warning("authorization server %s: the store is unavailable", route, exc_info=True)
+            if route == "authorize":
+                return _plain(503, "The service is temporarily unavailable.", _RETRY)
+            body = b'{"error":"temporarily_unavailable","error_description":"try again later"}'
+            unavailable = (("content-type", "application/json"), *NO_STORE_HEADERS, _RETRY)
+            return HttpResponse(status=503, headers=unavailable, body=body)
 
     async def _authorize(
         self, method: str, path: str, raw_query: bytes, headers: dict[str, str], receive: Receive

@@ -35,7 +35,7 @@ from mcp_core.adapters.asgi.secured import create_secured_app
 from mcp_core.adapters.crypto import CryptographyAead, CryptographyKdf
 from mcp_core.adapters.http_client import HttpxClient
 from mcp_core.adapters.system import SystemClock, SystemRandom
-from mcp_core.adapters.vault_keyset import load_keyset
+from mcp_core.adapters.vault_keyset import VaultKeySet, load_keyset
 from mcp_core.core.services.authorization_server import AuthorizationServer
 from mcp_core.core.services.bootstrap import (
     Accepted,
@@ -138,7 +138,15 @@ def build_demo_app(
         issuer,
         clients=clients,
         grants=grants,
-        keys=_load_keys(vault_on, store_spec, issuer),
+        # The keys live in the vault and are re-read there every minute (a rotation by another
+        # process sharing the store reaches this one); the first read happens here, before the
+        # server's event loop exists.
+        keys=VaultKeySet(
+            vault,
+            issuer=issuer,
+            clock=SystemClock(),
+            initial=_load_keys(vault_on, store_spec, issuer),
+        ),
         clock=SystemClock(),
         random=SystemRandom(),
         consent="auto",

@@ -149,7 +149,7 @@ from mcp_core.core.oauth.registration import (
 )
 from mcp_core.core.services.token_verifiers import SIGNATURE_ONLY, JwksCache
 from mcp_core.ports.http_client import HttpClient, OutboundFailed, OutboundRefused
-from mcp_core.ports.keys import ACCESS_TOKEN_TYP, KeySet, TokenSigningError
+from mcp_core.ports.keys import ACCESS_TOKEN_TYP, KeySet, SharedKeySet, TokenSigningError
 from mcp_core.ports.oauth_stores import (
     ClientStore,
     CodeOutcome,
@@ -950,15 +950,25 @@ class AuthorizationServer:
 
     async def purge(self) -> int:
         """Remove what can no longer matter from the `GrantStore`: families idle past the
-        refresh lifetime (dead anyway), and codes and access-token revocations that expired
-        more than a refresh lifetime ago. Returns how many records went. `token` calls it at
+        refresh lifetime (dead anyway) and past the access-token lifetime (so no revoked family's
+        token comes back to life), and codes and access-token revocations that expired more
+        than that long ago. Returns how many records went. `token` calls it at
         most every `purge_interval` seconds, so a server needs no timer of its own."""
         now = self.clock.wall()
         self._next_purge = now + self.purge_interval
-        return await self.grants.purge(now - self.refresh_ttl)
+        # A family's revocation goes with the family, so keep families for as long as any of
+        # their access tokens could still be presented, as well as for the refresh lifetime.
+        return await self.grants.purge(now - max(self.refresh_ttl, self.access_ttl))
+
+    async def refresh_keys(self) -> None:
+        """Bring a `SharedKeySet` up to date with its store (rate-limited by the key set), so
+        that this node signs with, and publishes, the keys every node uses."""
+        if isinstance(self.keys, SharedKeySet):
+            await self.keys.refresh()
 
     async def token(self, form: Mapping[str, str], headers: Mapping[str, str]) -> HttpResponse:
         """RFC 6749 3.2: every grant; errors are RFC 6749 5.2 bodies, always `no-store`."""
+        await self.refresh_keys()
         if self.clock.wall() >= self._next_purge:
             # Housekeeping: a store that is down is the request's to report, not this.
             with contextlib.suppress(StoreUnavailable):
@@ -994,7 +1004,13 @@ class AuthorizationServer:
         code = form.get("code")
         if code is None:
             raise OAuthError(INVALID_REQUEST, "code is required")
-        if form.get("redirect_uri") is None:
+        redirect_uri = form.get("redirect_uri")
+        registered = client.metadata.redirect_uris
+        if redirect_uri is None and len(registered) != 1:
+            # RFC 6749 4.1.3 / OAuth 2.1 4.1.3: required when it was in the authorization
+            # request, which it must have been for a client with several redirect URIs. A client
+            # with one may leave it out of both (the one registered is the only place a code
+            # can have gone); the code's record says which.
             raise OAuthError(INVALID_REQUEST, "redirect_uri is required")
         now = self.clock.wall()
         code_hash = _hash(code)
@@ -1029,7 +1045,7 @@ class AuthorizationServer:
             CodeRedeemed(
                 code_id=code_hash,
                 client_id=client.client_id,
-                redirect_uri=form["redirect_uri"],
+                redirect_uri=redirect_uri if redirect_uri is not None else peeked.redirect_uri,
                 # RFC 8707 2.2: a token request without `resource` asks for the grant's own.
                 resource=form.get("resource", peeked.resource),
                 verifier=form.get("code_verifier"),
@@ -1178,18 +1194,20 @@ class AuthorizationServer:
                 raise OAuthError(INVALID_REQUEST, "token is required")
         except OAuthError as error:
             return _oauth_error(error, basic_tried="authorization" in headers)
-        hint = form.get("token_type_hint")
-        if hint != "access_token":
-            family_id, dot, _ = token.partition(".")
-            family = await self.grants.family(family_id) if dot and len(token) < 512 else None
-            if (
-                family is not None
-                and family.client_id == client.client_id
-                and _same_hash(family.current_token_hash, token)
-            ):
-                # Only the live token proves possession; an older one is answered 200 unchanged.
-                await self.grants.revoke_family(family_id, "revoked")
-                return HttpResponse(status=200, headers=NO_STORE_HEADERS)
+        # RFC 7009 2.1: `token_type_hint` only orders the search, and a token not found under
+        # the hinted type is looked for under the others. The two kinds cannot be mistaken for
+        # each other (a refresh token is `<family>.<random>` and matches only the family's live
+        # hash; an access token is a JWT this server signed), so both are always tried.
+        family_id, dot, _ = token.partition(".")
+        family = await self.grants.family(family_id) if dot and len(token) < 512 else None
+        if (
+            family is not None
+            and family.client_id == client.client_id
+            and _same_hash(family.current_token_hash, token)
+        ):
+            # Only the live token proves possession; an older one is answered 200 unchanged.
+            await self.grants.revoke_family(family_id, "revoked")
+            return HttpResponse(status=200, headers=NO_STORE_HEADERS)
         claims = self._own_access_token(token)
         if claims is not None and claims.get("client_id") == client.client_id:
             await self.grants.revoke_access(str(claims["jti"]), float(claims["exp"]))

@@ -27,7 +27,12 @@ and keeps one `OAuthExchange`. The HTTP client transport calls it at three point
   answers `AbandonRequest` past them: False).
 
 `run` performs effects in order, one flow at a time (a lock): fetches go through the
-`HttpRequester` port under its SSRF policy; `Register` POSTs the client metadata as JSON and
+`HttpRequester` port under its SSRF policy. Discovery GETs (which carry nothing secret) follow
+redirects; every POST (registration, token requests) is sent with `follow_redirects=False`
+and any 3xx answer fails the effect: a redirected POST would resend the code, the PKCE
+verifier, the refresh token or the client secret to wherever the `Location` points (the
+hazard RFC 9700 §4.12 describes for a 307 that replays a POST; RFC 6749 §3.2 names one token
+endpoint, not a chain of them). `Register` POSTs the client metadata as JSON and
 keeps any client secret by issuer; `PrepareAuthorization` draws a 32-byte PKCE verifier and
 `state` from the `Random` port; `OpenAuthorization` hands the URL to the `RedirectReceiver`;
 token requests are form POSTs authenticated as the effect's `auth_method` says
@@ -486,7 +491,7 @@ class OAuthClient:
         *,
         headers: dict[str, str] | None = None,
         body: bytes = b"",
-        follow_redirects: bool = True,
+        follow_redirects: bool,
     ) -> HttpResult:
         try:
             return await self._http.request(
@@ -500,16 +505,26 @@ class OAuthClient:
         except (OutboundRefused, OutboundFailed) as exc:
             raise _EffectFailed(f"{method} {url}: {exc}") from None
 
+    async def _post(self, url: str, *, headers: dict[str, str], body: bytes) -> HttpResult:
+        """A credential-bearing POST: never follows a redirect, and a 3xx fails the effect
+        (see the module docstring); the `Location` is neither contacted nor reported."""
+        result = await self._send("POST", url, headers=headers, body=body, follow_redirects=False)
+        if 300 <= result.status < 400:
+            raise _EffectFailed(
+                f"POST {url} answered with a redirect (HTTP {result.status}); "
+                "credentials are never resent to another URL"
+            )
+        return result
+
     async def _fetch_document(self, url: str) -> dict[str, Any]:
-        result = await self._send("GET", url, headers={"accept": _JSON})
+        result = await self._send("GET", url, headers={"accept": _JSON}, follow_redirects=True)
         if result.status != 200:
             raise _EffectFailed(f"HTTP {result.status}")
         return _json_body(result)
 
     async def _register(self, effect: Register) -> Registered:
         body = json.dumps(effect.document()).encode()
-        result = await self._send(
-            "POST",
+        result = await self._post(
             effect.registration_endpoint,
             headers={"content-type": _JSON, "accept": _JSON},
             body=body,
@@ -585,8 +600,8 @@ class OAuthClient:
     async def _token_request(self, effect: ExchangeCode | RequestToken | Refresh) -> object:
         form = effect.form()
         headers = {"content-type": _FORM, "accept": _JSON, **self._authenticate(effect, form)}
-        result = await self._send(
-            "POST", effect.token_endpoint, headers=headers, body=urlencode(form).encode()
+        result = await self._post(
+            effect.token_endpoint, headers=headers, body=urlencode(form).encode()
         )
         if result.status != 200:
             raise _EffectFailed(_oauth_error(result))

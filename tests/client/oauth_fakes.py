@@ -59,7 +59,9 @@ class FakeAuthorizationServer:
     issuer its metadata claims), `auth_methods` (token endpoint methods supported),
     `issue_secret` (registration returns a client secret), `expires_in`, `tamper_state` (the
     redirect carries another state), `scopes_supported` (in the resource metadata),
-    `preregistered` (client id -> secret or public key PEM).
+    `preregistered` (client id -> secret or public key PEM), `redirect_posts` (path -> a 3xx
+    status that POSTs to that path answer, pointing at another origin). `post_follows` records
+    the `follow_redirects` of every POST.
     """
 
     def __init__(self) -> None:
@@ -82,6 +84,8 @@ class FakeAuthorizationServer:
         self._live_refresh: set[str] = set()
         self._counter = itertools.count(1)
         self.access_tokens: list[str] = []
+        self.redirect_posts: dict[str, int] = {}
+        self.post_follows: list[bool] = []
 
     # ---- the HttpRequester port ----
 
@@ -118,6 +122,14 @@ class FakeAuthorizationServer:
             return _json(200, document, url)
         if origin != ISSUER:
             return _json(404, {"error": "not_found"}, url)
+        if method == "POST":
+            self.post_follows.append(follow_redirects)
+            if parts.path in self.redirect_posts:
+                location = "https://attacker.example/collect"
+                status = self.redirect_posts[parts.path]
+                return HttpResult(
+                    status=status, headers=(("location", location),), body=b"", final_url=url
+                )
         if method == "GET" and parts.path == "/.well-known/oauth-authorization-server":
             return _json(200, self.metadata(), url)
         if method == "POST" and parts.path == "/register" and self.registration:

@@ -211,6 +211,40 @@ async def test_a_misbehaving_server_fails_the_flow_with_the_reason(
     assert all(form.get("grant_type") != "authorization_code" for form, _ in server.token_requests)
 
 
+@pytest.mark.parametrize(
+    ("path", "status", "when"),
+    [
+        ("/register", 307, "flow"),
+        ("/token", 307, "flow"),
+        ("/token", 308, "refresh"),
+        ("/token", 302, "flow"),
+    ],
+)
+async def test_a_redirected_credential_post_fails_and_is_never_followed(
+    path: str, status: int, when: str
+) -> None:
+    server = FakeAuthorizationServer()
+    server.auth_methods = ["client_secret_post"]
+    server.issue_secret = True
+    clock = FakeClock()
+    oauth = make_client(server, clock=clock)
+    if when == "refresh":
+        await oauth.authorize(CHALLENGE)
+        clock.t += 3600
+    server.redirect_posts[path] = status
+    if when == "refresh":
+        assert await oauth.authorization() is None  # the refresh, then the new flow, fail
+    else:
+        with pytest.raises(OAuthFlowError):
+            await oauth.authorize(CHALLENGE)
+    assert oauth.failure is not None
+    assert f"answered with a redirect (HTTP {status})" in oauth.failure
+    assert "attacker" not in oauth.failure
+    assert server.post_follows
+    assert not any(server.post_follows)  # every POST was sent without following
+    assert all(not url.startswith("https://attacker.example") for _, url in server.requests)
+
+
 async def test_a_registered_secret_authenticates_with_client_secret_basic_form_encoded() -> None:
     server = FakeAuthorizationServer()
     server.auth_methods = ["client_secret_basic"]

@@ -10,8 +10,16 @@ import pytest
 from vault.vault_testing import FakeClock, HookedStore, keyring, make_vault
 
 from mcp_core.adapters.storage.memory import InMemoryCredentialStore
-from mcp_core.adapters.vault_keyset import KEYSET_KIND, KEYSET_SERVER, load_keyset, rotate_keyset
-from mcp_core.ports.credentials import CredentialRecord
+from mcp_core.adapters.token_verifiers import KeySetVerifier
+from mcp_core.adapters.vault_keyset import (
+    KEYSET_KIND,
+    KEYSET_SERVER,
+    VaultKeySet,
+    load_keyset,
+    rotate_keyset,
+)
+from mcp_core.ports.credentials import CredentialRecord, StoreUnavailable
+from mcp_core.ports.keys import SharedKeySet
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +93,59 @@ async def test_a_record_that_is_not_a_key_set_is_a_clear_error() -> None:
     await vault.put(KEYSET_SERVER, ISSUER, KEYSET_KIND, b"{}", expected_version=None)
     with pytest.raises(ValueError, match=r"key set|format"):
         await load_keyset(vault, issuer=ISSUER, clock=clock)
+
+
+async def test_nodes_sharing_the_vault_follow_each_others_rotations() -> None:
+    store, clock, ring = InMemoryCredentialStore(), FakeClock(), keyring(("k1", os.urandom(32)))
+    node_a = await VaultKeySet.open(
+        make_vault(store, ring, clock=clock), issuer=ISSUER, clock=clock, refresh_interval=60.0
+    )
+    node_b = await VaultKeySet.open(
+        make_vault(store, ring, clock=clock), issuer=ISSUER, clock=clock, refresh_interval=60.0
+    )
+    assert node_a.current().kid == node_b.current().kid
+    assert isinstance(node_b, SharedKeySet)
+    # Node A's process rotates the stored keys (an operator, or A booting past rotate_after).
+    rotated = await rotate_keyset(make_vault(store, ring, clock=clock), issuer=ISSUER, clock=clock)
+    clock.advance(6)  # past the unknown-kid rate limit (5 s), well inside the interval (60 s)
+    await node_a.refresh(unknown_kid=True)
+    assert node_a.current().kid == rotated.current().kid != node_b.current().kid
+    token = node_a.sign(_claims(clock), headers={"typ": "at+jwt"})
+    # B's verifier meets the unknown kid, refreshes at once, and accepts the token.
+    verifier = KeySetVerifier(node_b, ISSUER, clock)
+    info = await verifier.verify(token, resource=f"{ISSUER}/mcp")
+    assert info.subject == "u"
+    assert node_b.current().kid == rotated.current().kid
+    # A flood of garbage kids does not hammer the store: one look per interval.
+    reads = []
+    original_get = store.get
+
+    async def counting_get(*args: object) -> object:
+        reads.append(args)
+        return await original_get(*args)
+
+    store.get = counting_get  # type: ignore[method-assign]
+    for _ in range(20):
+        await node_b.refresh(unknown_kid=True)
+    assert len(reads) <= 1
+    # Without any token, a node picks up the stored keys within one refresh interval.
+    await rotate_keyset(make_vault(store, ring, clock=clock), issuer=ISSUER, clock=clock)
+    clock.advance(61)
+    await node_b.refresh()
+    stored = await load_keyset(make_vault(store, ring, clock=clock), issuer=ISSUER, clock=clock)
+    assert node_b.current().kid == stored.current().kid
+
+
+async def test_a_vault_that_is_down_leaves_the_held_keys_serving() -> None:
+    store, clock, ring = HookedStore(), FakeClock(), keyring(("k1", os.urandom(32)))
+    node = await VaultKeySet.open(make_vault(store, ring, clock=clock), issuer=ISSUER, clock=clock)
+    kid = node.current().kid
+
+    async def down(operation: str) -> None:
+        raise StoreUnavailable("down")
+
+    store.after_read = down
+    clock.advance(120)
+    await node.refresh()  # logs, does not raise
+    assert node.current().kid == kid
+    assert node.sign(_claims(clock), headers={"typ": "at+jwt"})

@@ -4,6 +4,7 @@ following on demand, the SSRF policy at every hop, and no cache for anything but
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -40,6 +41,9 @@ class Server:
             return httpx.Response(status, headers={"location": "https://as.example/landing"})
         if path == "/away":
             return httpx.Response(307, headers={"location": "https://other.example/landing"})
+        if path == "/to":  # /to?status=307&location=...
+            status = int(request.url.params["status"])
+            return httpx.Response(status, headers={"location": request.url.params["location"]})
         if path == "/inside":
             return httpx.Response(302, headers={"location": "https://inside.example/x"})
         if path == "/authorize":
@@ -122,11 +126,58 @@ async def test_without_following_the_redirect_itself_is_the_answer() -> None:
 async def test_credentials_are_dropped_when_a_redirect_leaves_the_origin() -> None:
     server = Server()
     await client(server).request(
-        "POST", "https://as.example/away", headers={"authorization": "Bearer t"}, body=b"a"
+        "POST", "https://as.example/away", headers={"authorization": "Bearer t", "cookie": "c=1"}
     )
     assert server.seen[0][3]["authorization"] == "Bearer t"
     assert "authorization" not in server.seen[1][3]
+    assert "cookie" not in server.seen[1][3]
+    assert server.seen[1][0:3] == ("POST", "/landing", b"")
+    assert server.seen[1][3]["host"] == "other.example"
+
+
+@pytest.mark.parametrize("status", [307, 308])
+@pytest.mark.parametrize(
+    "location",
+    [
+        "https://other.example/landing",  # another host
+        "https://as.example:8443/landing",  # another port
+        "http://as.example/landing",  # another scheme
+    ],
+)
+async def test_a_307_or_308_never_replays_a_body_to_another_origin(
+    status: int, location: str
+) -> None:
+    # A token request answered 307 must not hand the code, verifier, refresh token and client
+    # secret to whatever the Location names (issue 5 review).
+    server = Server()
+    http = HttpxClient(
+        OutboundPolicy(allowed_schemes=("https", "http")),
+        resolver=resolve,
+        transport=httpx.MockTransport(server),
+    )
+    secret = b"grant_type=refresh_token&refresh_token=r-1&client_secret=s-1"
+    with pytest.raises(OutboundRefused, match="another origin"):
+        await http.request(
+            "POST",
+            f"https://as.example/to?{urlencode({'status': status, 'location': location})}",
+            headers={"content-type": "application/x-www-form-urlencoded", "authorization": "B x"},
+            body=secret,
+        )
+    assert [(seen[0], seen[1], seen[2]) for seen in server.seen] == [("POST", "/to", secret)]
+
+
+async def test_a_307_within_the_origin_still_repeats_the_body_and_credentials() -> None:
+    server = Server()
+    location = "https://as.example:443/landing"  # the default port: the same origin
+    result = await client(server).request(
+        "POST",
+        f"https://as.example/to?{urlencode({'status': 307, 'location': location})}",
+        headers={"authorization": "Bearer t"},
+        body=b"a",
+    )
+    assert result.status == 200
     assert server.seen[1][0:3] == ("POST", "/landing", b"a")
+    assert server.seen[1][3]["authorization"] == "Bearer t"
 
 
 async def test_every_hop_is_vetted_by_the_policy() -> None:
