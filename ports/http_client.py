@@ -94,8 +94,9 @@ class HttpRequester(HttpClient, Protocol):
       `body` (bytes; set `content-type` in `headers`) and returns the response, any status
       included. Redirects are followed as `get` does when `follow_redirects` is true: a 303
       (and a 301 or 302 to a POST) turns into a GET without a body, a 307 or 308 repeats the
-      method and body; with `follow_redirects` false a redirect is returned as it came, its
-      `Location` header unvetted and unfetched.
+      method and body within the origin, and is refused (`OutboundRefused`) when it would carry
+      a body to another origin; with `follow_redirects` false a redirect is returned as it
+      came, its `Location` header unvetted and unfetched.
     - Refusals and failures are `OutboundRefused` and `OutboundFailed`, as for `get`. Nothing
       but a GET is ever answered from a cache.
     """

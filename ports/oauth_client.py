@@ -113,6 +113,10 @@ class RedirectReceiver(Protocol):
     - `authorize(url)`: sends the user to `url` and returns the query parameters of the
       redirect that came back to `redirect_uri` (`code` or `error`, `state`, `iss`), as they
       came: the service checks them. Raises `AuthorizationAbandonedError` when it cannot.
+    - A receiver that others can reach too (a loopback listener, an application's callback
+      URL) takes only the redirect whose `state` is the one in `url` (constant-time compare),
+      refuses the others and keeps waiting: a forged redirect must not end the request. The
+      service's own `state` check stays the second line of defence.
     """
 
     @property

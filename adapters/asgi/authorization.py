@@ -12,6 +12,9 @@ Issue 4; the guide is `docs/authorization-server.md`. Routes, relative to the is
   consent is not "auto");
 - `POST /token`, `POST /revoke`: `application/x-www-form-urlencoded`, at most `MAX_FORM_BYTES`.
 
+A store that is down is answered 503 with `Retry-After` (a `temporarily_unavailable` JSON body
+at the token, revocation and registration endpoints), never a bare 500; nothing was issued.
+
 Every request passes the Host/Origin policy first (DNS rebinding; `Origin: null`, which a
 browser sends for the consent form under `no-referrer`, is not held against it: the one-time
 consent ticket is the CSRF defence). Mount it alone, or next to an MCP endpoint with

@@ -159,6 +159,25 @@ async def test_the_callback_receiver_waits_for_the_application() -> None:
         receiver.complete("code=late")
 
 
+async def test_the_callback_receiver_refuses_a_forged_state_and_keeps_waiting() -> None:
+    ready = anyio.Event()
+    receiver = CallbackRedirectReceiver("https://app.example/cb", lambda url: ready.set())
+    result: dict[str, str] = {}
+
+    async def authorize() -> None:
+        result.update(await receiver.authorize("https://as.example/authorize?state=s-9"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(authorize)
+        await ready.wait()
+        for forged in ("code=evil&state=forged", "code=evil", "?error=access_denied&state=s-"):
+            with pytest.raises(ValueError, match="state does not match"):
+                receiver.complete(forged)
+            assert receiver.waiting
+        receiver.complete("https://app.example/cb?code=abc&state=s-9")
+    assert result == {"code": "abc", "state": "s-9"}
+
+
 async def test_the_callback_receiver_times_out() -> None:
     receiver = CallbackRedirectReceiver("https://app.example/cb", lambda url: None, timeout=0.05)
     with pytest.raises(AuthorizationAbandonedError, match="no redirect arrived"):
@@ -166,10 +185,12 @@ async def test_the_callback_receiver_times_out() -> None:
 
 
 class BrowserThatFollows:
-    """A `BrowserOpener` whose 'user' hits a stray path first, then the callback."""
+    """A `BrowserOpener` whose 'user' hits the `queries` on the callback path in order (a
+    stray path first, and whatever forged callbacks a local attacker sent before the real one)."""
 
-    def __init__(self, redirect: Callable[[], str]) -> None:
+    def __init__(self, redirect: Callable[[], str], *queries: str) -> None:
         self.redirect = redirect
+        self.queries = queries or ("code=c1&state=s1&iss=x",)
         self.opened: list[str] = []
         self.statuses: list[int] = []
 
@@ -178,7 +199,8 @@ class BrowserThatFollows:
         with httpx.Client(timeout=5) as http:
             base = self.redirect().rsplit("/", 1)[0]
             self.statuses.append(http.get(f"{base}/favicon.ico").status_code)
-            self.statuses.append(http.get(self.redirect() + "?code=c1&state=s1&iss=x").status_code)
+            for query in self.queries:
+                self.statuses.append(http.get(f"{self.redirect()}?{query}").status_code)
         return True
 
 
@@ -189,10 +211,52 @@ async def test_the_loopback_receiver_answers_the_callback_on_loopback_only() -> 
         holder.append(receiver)
         assert receiver.redirect_uri.startswith("http://127.0.0.1:")
         assert receiver.redirect_uri.endswith("/callback")
-        params = await receiver.authorize("https://as.example/authorize?x=1")
+        params = await receiver.authorize("https://as.example/authorize?x=1&state=s1")
     assert params == {"code": "c1", "state": "s1", "iss": "x"}
-    assert browser.opened == ["https://as.example/authorize?x=1"]
+    assert browser.opened == ["https://as.example/authorize?x=1&state=s1"]
     assert browser.statuses == [404, 200]
+
+
+async def test_the_loopback_receiver_refuses_a_forged_state_and_waits_for_the_real_one() -> None:
+    # Any local process or web page can GET the callback first; it must not end the flow.
+    holder: list[LoopbackRedirectReceiver] = []
+    browser = BrowserThatFollows(
+        lambda: holder[0].redirect_uri,
+        "error=access_denied&state=forged",
+        "code=evil",  # no state at all
+        "code=evil&state=s1x",
+        "code=c1&state=s1&iss=x",  # the genuine redirect
+        "code=late&state=s1",  # after it: nobody waits
+    )
+    async with LoopbackRedirectReceiver(browser, timeout=10) as receiver:
+        holder.append(receiver)
+        params = await receiver.authorize("https://as.example/authorize?x=1&state=s1")
+    assert params == {"code": "c1", "state": "s1", "iss": "x"}
+    assert browser.statuses == [404, 400, 400, 400, 200, 400]
+
+
+async def test_the_loopback_receiver_takes_the_state_it_is_given() -> None:
+    holder: list[LoopbackRedirectReceiver] = []
+    browser = BrowserThatFollows(
+        lambda: holder[0].redirect_uri, "code=evil&state=from-url", "code=c2&state=given"
+    )
+    async with LoopbackRedirectReceiver(browser, timeout=10) as receiver:
+        holder.append(receiver)
+        params = await receiver.authorize(
+            "https://as.example/authorize?state=from-url", state="given"
+        )
+    assert params == {"code": "c2", "state": "given"}
+    assert browser.statuses == [404, 400, 200]
+
+
+async def test_only_forged_redirects_end_in_the_timeout() -> None:
+    holder: list[LoopbackRedirectReceiver] = []
+    browser = BrowserThatFollows(lambda: holder[0].redirect_uri, "code=evil&state=forged")
+    async with LoopbackRedirectReceiver(browser, timeout=0.5) as receiver:
+        holder.append(receiver)
+        with pytest.raises(AuthorizationAbandonedError, match="no redirect reached"):
+            await receiver.authorize("https://as.example/authorize?state=s1")
+    assert browser.statuses == [404, 400]
 
 
 class BrowserThatNeverReturns:
