@@ -3,10 +3,16 @@
 Issue 6 ("Process lifecycle", the shared local daemon); DESIGN.md "Ports and adapters"
 (`Spawner`/`Lock`). The supervisor (`mcp_core.core.services.supervisor`) drives the
 `daemon_recovery` machine and performs its effects through this port: read, sweep, acquire and
-release the lock record, spawn the daemon, probe its health route, tell whether a pid is alive,
-stop a daemon, and sleep. The adapter is `mcp_core.adapters.daemon.LocalDaemonHost` (a JSON lock
-file under the user's runtime folder, `fcntl.flock`, a detached subprocess, httpx); the
-supervisor's tests use a fake that scripts each answer and records what was done.
+release the lock record, spawn the daemon, probe its health route, tell whether a daemon (or the
+writer of a lock record) is still alive, stop a daemon, and sleep. The adapter is
+`mcp_core.adapters.daemon.LocalDaemonHost` (a JSON lock file under the user's runtime folder,
+`fcntl.flock`, a detached subprocess, httpx); the supervisor's tests use a fake that scripts
+each answer and records what was done.
+
+Pids are recycled by the kernel, and ports by whoever binds them next, so "alive" and "healthy"
+are identity claims, not mere existence: a record whose pid now belongs to an unrelated process
+is stale (`holder_alive` is False, the supervisor sweeps it), and a probe is healthy only when
+the process behind the port proved it holds the record's token without being sent it.
 
 The lock record is the one value both sides share: a spawning bridge's record holds its pid and
 version and no port; the daemon's holds its pid, port, bearer token and version. Failures the
@@ -79,7 +85,8 @@ class DaemonAddress:
 
 @attrs.frozen(kw_only=True)
 class DaemonHealthy:
-    """The probe reached the daemon's health route."""
+    """The probe reached the daemon's health route, and the process answering proved it holds
+    the record's token (so the token may be sent to that port)."""
 
     address: DaemonAddress
 
@@ -142,7 +149,14 @@ class DaemonHost(Protocol):
         ...
 
     def pid_alive(self, pid: int) -> bool:
-        """Whether process `pid` is running (a zombie is not)."""
+        """Whether daemon `pid` is still running as the daemon (a zombie is not, nor a pid the
+        kernel has since given to an unrelated process)."""
+        ...
+
+    def holder_alive(self, record: LockRecord) -> bool:
+        """Whether the process `record` names is still alive and still its writer: the daemon
+        for a daemon's record, a live process for a bridge's spawning record. A recycled pid is
+        not: a stale record must read as dead, or it is never swept."""
         ...
 
     def exit_code(self, pid: int) -> int | None:

@@ -7,9 +7,12 @@ on SIGTERM/SIGINT included: docs/shutdown.md). Theory of operation:
 1. A random bearer token is drawn (32 bytes, `secrets`): it never appears on a command line.
 2. Once the socket is bound, the daemon publishes its record in the lock (`LockFile.publish`:
    pid, port, token, version), replacing the spawning bridge's record. If another live daemon
-   of the same version published first, this one exits with status 1 and the bridges use that
-   one.
-3. The app is wrapped in `DaemonGate`: the MCP endpoint requires the token, and after
+   of the same version published first (a live process of this user that is an mcp-core
+   daemon: a recycled pid in a stale record does not count), this one exits with status 1 and
+   the bridges use that one.
+3. The app is wrapped in `DaemonGate`: every route but `/healthz` requires the token, the
+   health answer carries the proof that this process holds the token (so a bridge never sends
+   the token to a port another process took over), and after
    `idle_timeout` seconds with no MCP request in flight the daemon removes its own record and
    sends itself SIGTERM, which drains and exits 0 like any graceful stop.
 4. However it ends (idle, a signal, an error), it removes its own record on the way out; a
@@ -35,7 +38,7 @@ from mcp_core.core.services.server import McpServer
 from mcp_core.ports.daemon import DaemonHostError, LockRecord
 
 from .gate import DaemonGate, IdleMonitor
-from .host import pid_alive
+from .host import daemon_alive
 from .lockfile import LockFile
 from .paths import paths_for
 
@@ -44,6 +47,8 @@ __all__ = ["DEFAULT_IDLE_TIMEOUT", "daemon_version", "run_daemon"]
 log = logging.getLogger("mcp_core.daemon")
 
 DEFAULT_IDLE_TIMEOUT = 600.0
+# The route a bridge's probe asks (`LocalDaemonHost`'s default): open without the token.
+HEALTH_PATH = "/healthz"
 
 
 def daemon_version(server: McpServer) -> str:
@@ -83,13 +88,13 @@ def run_daemon(spec: str | None, *, idle_timeout: float, log_level: str) -> None
     def build(port: int) -> DaemonGate:
         record = LockRecord(pid=pid, port=port, token=token, version=version)
         try:
-            other = lock.publish(record, alive=pid_alive)
+            other = lock.publish(record, alive=daemon_alive)
         except DaemonHostError as exc:
             raise CliError(f"cannot publish the daemon's lock record: {exc}") from None
         if other is not None:
             raise CliError(f"a daemon of {server.name} already runs (pid {other.pid})")
         monitor.start()
-        return DaemonGate(app, token=token, path=target.path, idle=monitor)
+        return DaemonGate(app, token=token, path=target.path, idle=monitor, health_path=HEALTH_PATH)
 
     try:
         serve_http(

@@ -8,20 +8,37 @@ processes and the health probe:
   the server's log file (mode 0600), the bridge's working folder (so a relative TARGET means
   the same file). The daemon is this process's child while the bridge lives: `pid_alive` and
   `exit_code` reap it with `Popen.poll`, so its death is seen at once and no zombie stays.
-- `pid_alive` for any other pid: `kill(pid, 0)`, and on Linux a zombie (state `Z` in
-  `/proc/<pid>/stat`, a dead daemon whose parent has not reaped it) counts as dead.
+- A pid is trusted only while it is still what the lock says it is, because the kernel recycles
+  pids: a record naming a process that died long ago may name an unrelated process now. For
+  any pid but this bridge's children, "alive" means `kill(pid, 0)` succeeds (a
+  `PermissionError` means another user's process, which never holds this user's 0700 lock),
+  the process is not a zombie (state `Z` in `/proc/<pid>/stat`, a dead daemon whose parent has
+  not reaped it), and, for a daemon, its command line (`/proc/<pid>/cmdline`) is an `mcp-core
+  daemon`. `pid_alive` (a daemon's pid) and `holder_alive` (the pid of a daemon's record)
+  apply all three; a spawning record's bridge is checked without the command line, since a
+  bridge may be any program that embeds `serve_bridge`. Where the command line cannot be
+  read (no `/proc`), the pid counts as alive: the health probe's proof (below) decides, and a
+  failed probe sweeps the record instead of signalling what cannot be told apart.
 - `probe_health` waits, polling every `poll_interval`, until the lock names the daemon with a
-  port and `GET /healthz` on 127.0.0.1 answers 200; it reports the pid's death at once.
-- `stop_daemon` stops a pid only while it is still the daemon: this bridge's own child, or (on
-  Linux) a process whose command line is an `mcp-core daemon`, so a recycled pid is never
+  port and `GET /healthz` on 127.0.0.1 answers 200 with the proof that the process behind
+  the port holds the record's token (`gate.health_proof` over a fresh random challenge; the
+  token itself is never sent), so a port another process took after the daemon died is never
+  handed the token. It reports the pid's death (or its reuse) at once.
+- `stop_daemon` signals a pid only while it is certainly the daemon: this bridge's own child,
+  or a process whose command line is an `mcp-core daemon`, so a recycled pid is never
   signalled. SIGTERM (the daemon drains and exits), then SIGKILL after `stop_grace` seconds.
+  A pid it declines to signal (no longer a daemon, or impossible to tell) has its record swept
+  (while it still names that pid): the record can only be stale or unverifiable, and leaving
+  it would make every bridge find it, fail to probe it and give up.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -43,10 +60,11 @@ from mcp_core.ports.daemon import (
     UnreadableLock,
 )
 
+from .gate import CHALLENGE_HEADER, PROOF_HEADER, health_proof
 from .lockfile import LockFile
 from .paths import DaemonPaths, ensure_private_folder
 
-__all__ = ["LocalDaemonHost", "pid_alive"]
+__all__ = ["LocalDaemonHost", "daemon_alive", "pid_alive"]
 
 log = logging.getLogger("mcp_core.daemon")
 
@@ -78,6 +96,16 @@ def pid_alive(pid: int) -> bool:
     return _proc_state(pid) not in ("Z", "X")
 
 
+def _own_process_alive(pid: int) -> bool:
+    """Whether `pid` is a running process of this user: another user's process (the kernel
+    refuses to signal it) cannot hold this user's lock."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return _proc_state(pid) not in ("Z", "X")
+
+
 def _is_daemon_command(pid: int) -> bool | None:
     """Whether `pid`'s command line is an mcp-core daemon; None where it cannot be read."""
     try:
@@ -86,6 +114,12 @@ def _is_daemon_command(pid: int) -> bool | None:
     except OSError:
         return None
     return b"daemon" in argv and any(marker in arg for arg in argv for marker in DAEMON_MARKERS)
+
+
+def daemon_alive(pid: int) -> bool:
+    """Whether `pid` is a running mcp-core daemon of this user (where its command line cannot
+    be read: whether it is a running process of this user)."""
+    return _own_process_alive(pid) and _is_daemon_command(pid) is not False
 
 
 class LocalDaemonHost:
@@ -166,10 +200,16 @@ class LocalDaemonHost:
         return process.pid
 
     def pid_alive(self, pid: int) -> bool:
+        """Whether daemon `pid` still runs as an mcp-core daemon (unknown: yes)."""
         child = self._children.get(pid)
         if child is not None:
             return child.poll() is None
-        return pid_alive(pid)
+        return daemon_alive(pid)
+
+    def holder_alive(self, record: LockRecord) -> bool:
+        if record.spawning and record.pid not in self._children:
+            return _own_process_alive(record.pid)
+        return self.pid_alive(record.pid)
 
     def exit_code(self, pid: int) -> int | None:
         child = self._children.get(pid)
@@ -190,15 +230,25 @@ class LocalDaemonHost:
                     assert record.port is not None
                     url = f"http://127.0.0.1:{record.port}{self._health_path}"
                     left = max(0.05, deadline - time.monotonic())
+                    challenge = secrets.token_urlsafe(16)
                     try:
-                        response = await client.get(url, timeout=min(left, 2.0))
+                        response = await client.get(
+                            url, headers={CHALLENGE_HEADER: challenge}, timeout=min(left, 2.0)
+                        )
                     except httpx.HTTPError as exc:
                         reason = f"{url}: {type(exc).__name__} {exc}".rstrip()
                     else:
-                        if response.status_code == 200:
+                        proof = response.headers.get(PROOF_HEADER, "")
+                        expected = health_proof(record.token, challenge)
+                        if response.status_code != 200:
+                            reason = f"{url} answered {response.status_code}"
+                        elif not hmac.compare_digest(proof.encode(), expected.encode()):
+                            # Not the daemon of this record: the port may be another process's
+                            # now. It never gets the token.
+                            reason = f"{url} did not prove it is the daemon (pid {pid})"
+                        else:
                             address = DaemonAddress(pid=pid, port=record.port, token=record.token)
                             return DaemonHealthy(address=address)
-                        reason = f"{url} answered {response.status_code}"
                 if time.monotonic() >= deadline:
                     return DaemonUnhealthy(reason=f"{reason} (after {timeout:g}s)")
                 await anyio.sleep(self._poll)
@@ -208,9 +258,13 @@ class LocalDaemonHost:
 
     def _stop(self, pid: int) -> None:
         if not self.pid_alive(pid):
-            return
-        if pid not in self._children and _is_daemon_command(pid) is False:
-            log.warning("not stopping pid %d: it is no longer an mcp-core daemon", pid)
+            return  # gone, or a recycled pid: the next read of the lock sweeps its record
+        if pid not in self._children and _is_daemon_command(pid) is not True:
+            log.warning("not stopping pid %d: it cannot be told to be an mcp-core daemon", pid)
+            try:
+                self.lock.sweep(pid)
+            except DaemonHostError as exc:
+                log.warning("sweeping the daemon lock failed: %s", exc)
             return
         for sig, wait in ((signal.SIGTERM, self._grace), (signal.SIGKILL, self._grace)):
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -10,7 +10,7 @@ it returns, in order, answering each with the event that reports its outcome, un
 machine emits `Relay` (the address is returned) or `ReportGivenUp` (`DaemonUnavailable` is
 raised with the machine's message, now and on every later call: `given_up` is final):
 
-    ReadLock      -> LockFound(alive from pid_alive) | LockMissing | LockStale | LockError
+    ReadLock      -> LockFound(alive from holder_alive) | LockMissing | LockStale | LockError
     SweepLock     -> nothing, or LockError (and the AcquireLock that follows is skipped)
     AcquireLock   -> LockAcquired | LockBusy | LockError
     Spawn         -> Spawned | SpawnFailed
@@ -280,7 +280,9 @@ class DaemonSupervisor:
             pid=record.pid,
             port=record.port,
             version=record.version,
-            alive=self._host.pid_alive(record.pid),
+            # Not just "the pid runs": a pid recycled by an unrelated process must read as
+            # dead, or its record is probed, fails, and is never swept.
+            alive=self._host.holder_alive(record),
         )
 
     async def _probe(self, timeout: float) -> Event:

@@ -9,6 +9,7 @@ and every daemon of the test (found by the server file on their command line) at
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import queue
@@ -334,3 +335,26 @@ def test_a_daemon_that_cannot_start_is_given_up_with_a_clear_error(world: World)
     again = bridge.request("tools/list")
     assert again["error"]["message"] == message
     assert bridge.close() == 0
+
+
+def test_a_lock_whose_pid_was_recycled_is_swept_and_that_process_left_alone(world: World) -> None:
+    """A crashed daemon's record whose pid the kernel gave to an unrelated process (here a
+    `sleep`): the bridge sweeps it and starts a daemon, instead of probing, failing to stop
+    and giving up until the file is deleted by hand."""
+    world.paths.folder.mkdir(mode=0o700)
+    version = f"2.0; mcp-core {importlib.metadata.version('mcp-core')}"
+    recycled = subprocess.Popen(["sleep", "60"])
+    try:
+        stale = {"pid": recycled.pid, "port": 9, "token": "gone", "version": version}
+        world.paths.record.write_text(json.dumps(stale))
+        bridge = world.bridge("--probe-timeout", "2", "--max-attempts", "2")
+        bridge.initialize()
+        daemon = int(bridge.call("whoami"))
+        record = world.record()
+        assert record is not None
+        assert record["pid"] == daemon != recycled.pid
+        assert recycled.poll() is None  # swept, never signalled
+        assert "did not prove" not in bridge.log()  # not even probed
+    finally:
+        recycled.kill()
+        recycled.wait(timeout=10)

@@ -1,8 +1,9 @@
 """The daemon supervisor over a fake `DaemonHost`: deterministic, no process, no real time.
 
 `FakeDaemonHost` simulates one machine's worth of lock file and processes: `spawn` starts a
-fake daemon that publishes its record (unless told not to), `kill` makes a pid die, `sleep`
-records the delay and advances a fake clock. Randomness is a fixed byte string, so every
+fake daemon that publishes its record (unless told not to), `kill` makes a pid die, `recycle`
+gives a dead daemon's pid to an unrelated process, `sleep` records the delay and advances a
+fake clock. Randomness is a fixed byte string, so every
 jitter (and so every backoff delay) is known in advance.
 """
 
@@ -66,6 +67,7 @@ class FakeDaemonHost:
         self.hung: set[int] = set()  # alive but never healthy
         self.busy_then: LockRecord | None = None  # acquire loses once; then this record
         self.read_errors: list[str] = []
+        self.recycled: set[int] = set()  # running, but no longer the daemon they were
 
     # ---- test controls ----
 
@@ -73,6 +75,10 @@ class FakeDaemonHost:
         self.alive.discard(pid)
         if remove_record and isinstance(self.record, LockRecord) and self.record.pid == pid:
             self.record = None
+
+    def recycle(self, pid: int) -> None:
+        """Daemon `pid` crashed and the kernel gave its pid to an unrelated process."""
+        self.recycled.add(pid)
 
     def start_daemon(self, *, version: str = VERSION) -> LockRecord:
         pid = self.next_pid
@@ -134,12 +140,17 @@ class FakeDaemonHost:
         return DaemonHealthy(address=DaemonAddress(pid=pid, port=record.port, token=record.token))
 
     def pid_alive(self, pid: int) -> bool:
-        return pid in self.alive
+        return pid in self.alive and pid not in self.recycled
+
+    def holder_alive(self, record: LockRecord) -> bool:
+        return self.pid_alive(record.pid)
 
     def exit_code(self, pid: int) -> int | None:
         return None if pid in self.alive else -9
 
     async def stop_daemon(self, pid: int) -> None:
+        if pid in self.recycled:
+            return  # never signal what is no longer the daemon
         self.stopped.append(pid)
         self.kill(pid)
 
@@ -341,3 +352,18 @@ async def test_concurrent_failures_restart_the_daemon_once() -> None:
     assert len(host.spawned) == 2
     assert len(set(results)) == 1
     assert results[0].pid == host.spawned[1]
+
+
+async def test_a_lock_whose_pid_was_recycled_is_swept_and_its_process_left_alone() -> None:
+    host = FakeDaemonHost()
+    crashed = host.start_daemon()
+    host.recycle(crashed.pid)  # `kill -9`, then the pid went to an unrelated process
+    supervisor = make(host)
+    address = await supervisor.ensure()
+    assert address.pid != crashed.pid
+    assert host.spawned == [address.pid]
+    assert [e.pid for e in supervisor.trace if isinstance(e, SweepLock)] == [crashed.pid]
+    assert host.stopped == []
+    # Only the new daemon was probed, and no attempt was spent on the stale record.
+    assert effect_types(supervisor).count(ProbeHealth) == 1
+    assert host.sleeps == []
