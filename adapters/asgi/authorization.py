@@ -8,8 +8,10 @@ Issue 4; the guide is `docs/authorization-server.md`. Routes, relative to the is
 - `GET /jwks`: the signing keys (RFC 7517);
 - `POST /register`: RFC 7591 dynamic registration (JSON, at most `MAX_JSON_BYTES`);
 - `GET /authorize`: the authorization request; the user is authenticated through the
-  `UserAuthenticator` port first. `POST /authorize` is the consent page's answer (only when
-  consent is not "auto");
+  `UserAuthenticator` port first. When nobody is signed in and the authenticator is also a
+  `LoginRedirector` (`FormLogin`, `mcp_core.adapters.asgi.login`), a valid request is answered
+  303 to its `login_url(next)`, `next` being this request's path and query, instead of the 401
+  page. `POST /authorize` is the consent page's answer (only when consent is not "auto");
 - `POST /token`, `POST /revoke`: `application/x-www-form-urlencoded`, at most `MAX_FORM_BYTES`.
 
 A store that is down is answered 503 with `Retry-After` (a `temporarily_unavailable` JSON body
@@ -33,6 +35,7 @@ from mcp_core.core.oauth.errors import INVALID_REQUEST, NO_STORE_HEADERS, OAuthE
 from mcp_core.core.oauth.metadata import AS_WELL_KNOWN
 from mcp_core.core.services.authorization_server import (
     AuthorizationServer,
+    LoginRedirector,
     RequestFacts,
     UserAuthenticator,
     parse_urlencoded,
@@ -156,7 +159,21 @@ class AuthorizationApp:
             query = parse_urlencoded(raw_query)
             facts = RequestFacts(method=method, path=path, query=query, headers=headers)
             subject = await self.authenticator.authenticate(facts)
-            return await self.server.authorize(query, subject)
+            response = await self.server.authorize(query, subject)
+            # With no subject, the server answers 401 only once the request itself is valid
+            # (a bad client or redirect URI gets its error page first): then an authenticator
+            # with a sign-in page gets the user, and sends them back to this same request.
+            if (
+                subject is None
+                and response.status == 401
+                and isinstance(self.authenticator, LoginRedirector)
+            ):
+                back = path + ("?" + raw_query.decode("latin-1") if raw_query else "")
+                location = self.authenticator.login_url(back)
+                return HttpResponse(
+                    status=303, headers=(("location", location), *NO_STORE_HEADERS), body=b""
+                )
+            return response
         if method == "POST" and self.server.consent != "auto":
             form = parse_urlencoded(await read_body(headers, receive, MAX_FORM_BYTES))
             facts = RequestFacts(method=method, path=path, query={}, headers=headers)

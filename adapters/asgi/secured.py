@@ -16,6 +16,9 @@ ProtectedResource                 RFC 9728 metadata; Bearer checks on `path` onl
   `verifier` is given, tokens are checked by a `KeySetVerifier` over its key set and its
   `GrantStore`: signature, `typ` `at+jwt`, `iss`, `aud` (the resource), `exp`, and the
   deny-list (a token revoked by `jti` or belonging to a revoked refresh family is refused).
+- `authenticator` is the built-in server's user login (`UserAuthenticator`). One that is also
+  an ASGI app with `paths`, like `FormLogin` (`mcp_core.adapters.asgi.login`), is mounted at
+  those paths too, so `/authorize` can send a user to `/login` on the same origin.
 - Without it, pass `verifier` (a `JwksVerifier` or `IntrospectionVerifier` for an external
   identity provider) and `authorization_servers` (the issuers the metadata names).
 
@@ -28,7 +31,7 @@ Everything else `create_app` takes passes through `app_options`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from mcp_core.adapters.system import SystemClock
@@ -82,6 +85,15 @@ def create_secured_app(
             if route in routes or route == endpoint:
                 raise ValueError(f"{route} is both an authorization server route and another")
             routes[route] = as_app
+        # An authenticator that is also an ASGI app with `paths` (`FormLogin`: /login,
+        # /logout) serves its pages on the same origin, beside the authorization server.
+        login_paths = getattr(authenticator, "paths", None)
+        if login_paths is not None and callable(authenticator):
+            login_app = cast(AsgiApp, authenticator)
+            for route in login_paths:
+                if route in routes or route == endpoint:
+                    raise ValueError(f"{route} is both a sign-in route and another")
+                routes[route] = login_app
         if authorization.issuer not in issuers:
             issuers.insert(0, authorization.issuer)
         if verifier is None:

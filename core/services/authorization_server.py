@@ -170,6 +170,7 @@ __all__ = [
     "ConsentCallback",
     "ConsentRequest",
     "LocalUserAuthenticator",
+    "LoginRedirector",
     "RequestFacts",
     "StaticClient",
     "UserAuthenticator",
@@ -215,6 +216,15 @@ class UserAuthenticator(Protocol):
     """The operator's login: the subject signed in on this request, or None."""
 
     async def authenticate(self, request: RequestFacts) -> str | None: ...
+
+
+@runtime_checkable
+class LoginRedirector(Protocol):
+    """Optional, beside `UserAuthenticator`: an authenticator with a sign-in page. When nobody
+    is signed in, the ASGI adapter answers an authorization request with a 303 to
+    `login_url(next)` (`next`: the request's path and query) instead of the 401 page."""
+
+    def login_url(self, next: str) -> str: ...
 
 
 @attrs.frozen(kw_only=True)
