@@ -8,6 +8,7 @@ session (the oldest go first) and `max_sessions` sessions' logs.
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict, deque
 
 import attrs
@@ -206,11 +207,17 @@ class InMemoryClientStore:
         self._clients: dict[str, RegisteredClient] = {}
 
     async def put(self, client: RegisteredClient) -> None:
-        # A copy of the metadata: a caller mutating its dict later must not change the store.
-        self._clients[client.client_id] = attrs.evolve(client, metadata=dict(client.metadata))
+        # A deep copy of the metadata (it is JSON): a caller mutating its dict or a nested list
+        # later must not change the store, as with every other adapter.
+        self._clients[client.client_id] = attrs.evolve(
+            client, metadata=copy.deepcopy(dict(client.metadata))
+        )
 
     async def get(self, client_id: str) -> RegisteredClient | None:
-        return self._clients.get(client_id)
+        stored = self._clients.get(client_id)
+        if stored is None:
+            return None
+        return attrs.evolve(stored, metadata=copy.deepcopy(dict(stored.metadata)))
 
     async def delete(self, client_id: str) -> bool:
         return self._clients.pop(client_id, None) is not None

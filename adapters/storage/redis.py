@@ -946,12 +946,18 @@ expired(1, ARGV[2])
 expired(2, ARGV[3])
 local families = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, limit)
 if #families == limit then more = 1 end
+-- A family may hold thousands of old refresh tokens: the work of one call is bounded by token
+-- keys too (Redis runs a script alone), and a family goes only once its tokens are gone.
+local budget = tonumber(ARGV[8])
 for _, family_id in ipairs(families) do
+  if budget <= 0 then more = 1; break end
   local tokens_key = ARGV[5] .. family_id
-  for _, token in ipairs(redis.call('SMEMBERS', tokens_key)) do
+  local batch = redis.call('SPOP', tokens_key, budget)
+  for _, token in ipairs(batch) do
     redis.call('DEL', ARGV[6] .. token)
   end
-  redis.call('DEL', tokens_key)
+  budget = budget - #batch
+  if redis.call('SCARD', tokens_key) > 0 then more = 1; break end
   redis.call('HDEL', KEYS[4], family_id)
   removed = removed + redis.call('DEL', ARGV[4] .. family_id)
   redis.call('ZREM', KEYS[3], family_id)
@@ -960,6 +966,7 @@ return {removed, more}
 """
 
 _PURGE_BATCH: Final = 500
+_PURGE_TOKEN_BUDGET: Final = 5_000  # refresh-token keys one purge script deletes at most
 
 
 def _family_of(view: list[bytes]) -> RefreshFamily:
@@ -1006,6 +1013,11 @@ def _code_body(record: CodeRecord) -> bytes:
     )
 
 
+# The default backstop TTL of codes and access revocations: longer than the built-in
+# authorization server's default purge horizon (30 days), so the TTL never forgets first.
+GRANT_RETENTION: Final = 40 * 86_400.0
+
+
 class RedisGrantStore(_RedisStore):
     """`GrantStore` on Redis. Every operation that reads and then writes is one Lua script, so
     of several nodes racing on one code or one refresh token exactly one wins, and a replay or
@@ -1013,7 +1025,11 @@ class RedisGrantStore(_RedisStore):
 
     Codes and access-token revocations carry a TTL (by the Redis server's clock): they are kept
     `retention` seconds after they expire and at least `retention` seconds after they were
-    written, so memory is reclaimed even if nobody calls `purge`; `purge` removes what it finds
+    written, so memory is reclaimed even if nobody calls `purge`. The TTL is a backstop that
+    must never come before the purge horizon: only `purge` may forget a code that a replay must
+    still find (a replayed code revokes its family), so `retention` (default `GRANT_RETENTION`,
+    40 days) must be at least the authorization server's `max(refresh_ttl, access_ttl)`
+    (30 days by default); `purge` removes what it finds
     expired by the caller's `before` and counts only what it removed itself. Families have no
     TTL: a revoked family must stay revoked until the operator's `purge` says it may go.
     Needs Redis 6.2 or newer (`SET ... PXAT`, and `TIME` inside a writing script).
@@ -1024,13 +1040,14 @@ class RedisGrantStore(_RedisStore):
         redis: str | Redis,
         *,
         prefix: str = "mcp",
-        retention: float = 86_400.0,
+        retention: float = GRANT_RETENTION,
         socket_timeout: float = 5.0,
     ) -> None:
         if not (retention > 0 and math.isfinite(retention)):
             raise ValueError("retention must be positive")
         super().__init__(redis, prefix=prefix, socket_timeout=socket_timeout)
         self._retention_ms = str(math.ceil(retention * 1000))
+        self._purge_token_budget = _PURGE_TOKEN_BUDGET
         base = f"{prefix}:oauth"
         self._code_prefix = f"{base}:code:"
         self._codes = f"{base}:codes"
@@ -1204,6 +1221,7 @@ class RedisGrantStore(_RedisStore):
             self._family_tokens_prefix,
             self._token_prefix,
             str(_PURGE_BATCH),
+            str(self._purge_token_budget),
         ]
         removed = 0
         with self._backend("purge"):

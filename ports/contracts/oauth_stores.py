@@ -117,6 +117,23 @@ class ClientStoreContract:
         run(store.put, registered)
         assert run(store.get, "c1") == registered
 
+    def test_the_store_holds_its_own_copy_of_the_metadata(self, run: Driver) -> None:
+        store = run.build(self.make_store)
+        metadata = {"redirect_uris": ["https://a.example/cb"], "nested": {"list": [1]}}
+        run(store.put, client("c1", source="dynamic", metadata=metadata))
+        # Changing what was put, or what was got, changes nothing in the store.
+        metadata["redirect_uris"].append("https://evil.example/cb")
+        got = run(store.get, "c1")
+        assert got is not None
+        got.metadata["redirect_uris"].append("https://evil.example/other")
+        got.metadata["nested"]["list"].append(2)
+        again = run(store.get, "c1")
+        assert again is not None
+        assert again.metadata == {
+            "redirect_uris": ["https://a.example/cb"],
+            "nested": {"list": [1]},
+        }
+
     def test_unknown_client_is_none(self, run: Driver) -> None:
         store = run.build(self.make_store)
         assert run(store.get, "nobody") is None

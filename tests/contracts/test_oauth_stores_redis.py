@@ -24,7 +24,13 @@ from mcp_core.adapters.storage.redis import RedisClientStore, RedisGrantStore
 from mcp_core.ports.contracts._portal import Driver, driver
 from mcp_core.ports.contracts.oauth_stores import ClientStoreContract, GrantStoreContract, code
 from mcp_core.ports.credentials import StoreUnavailable
-from mcp_core.ports.oauth_stores import ClientStore, CodeOutcome, CodeStatus, GrantStore
+from mcp_core.ports.oauth_stores import (
+    ClientStore,
+    CodeOutcome,
+    CodeStatus,
+    GrantStore,
+    RefreshStatus,
+)
 
 from .test_redis_adapters import delete_prefix, redis_url
 
@@ -147,6 +153,37 @@ class TestRedisGrantStore(_FreshPrefixes, GrantStoreContract):
             run(store.revoke_access, f"jti-{i}", 1500.0)
         assert run(store.purge, 1500.5) == 1_100
         assert run(store.is_access_revoked, "jti-7", 1000.0) is False
+
+    def test_purge_bounds_its_work_by_token_keys_too(self, run: Driver) -> None:
+        """A family with many old refresh tokens is purged over several scripts (Redis runs a
+        script alone: one must not block it for long), and nothing is left behind."""
+        prefix = self.prefix()
+        store = run.build(lambda: self.grants(prefix))
+        store._purge_token_budget = 7
+        self._family(run, store, "fam-1", "t0")
+        for n in range(1, 30):  # 30 tokens in the family's set
+            outcome = run(store.rotate_refresh, f"t{n - 1}", f"t{n}", 1000.0 + n)
+            assert outcome.status is RefreshStatus.ROTATED
+        self._family(run, store, "fam-2", "u0")
+        scripts = []
+        purge_script = store._purge
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            scripts.append(1)
+            return await purge_script(*args, **kwargs)
+
+        store._purge = counted  # type: ignore[method-assign]
+        assert run(store.purge, 99_999.0) == 2
+        assert len(scripts) >= 30 // 7  # several bounded calls, not one unbounded
+        base = f"{prefix}:oauth"
+        left = run(lambda: _keys(store, f"{base}:*"))
+        assert not [k for k in left if b":token:" in k or b":fam" in k], left
+        assert run(store.family, "fam-1") is None
+        assert run(store.rotate_refresh, "t29", "t30", 99_999.0).status is RefreshStatus.UNKNOWN
+
+
+async def _keys(store: RedisGrantStore, pattern: str) -> list[bytes]:
+    return [key async for key in store.client.scan_iter(match=pattern, count=500)]
 
 
 def test_an_unreachable_server_is_store_unavailable() -> None:
