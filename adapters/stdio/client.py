@@ -11,6 +11,8 @@ the process is started on `async with` (`anyio.open_process`). One task cuts std
 with the server's own `LineFramer` and parses each as a message for `receive()`; another reads
 stderr line by line and hands each to `stderr_callback` (default: the `mcp_core.client.stdio`
 logger at INFO). `send` writes one line under a lock, so concurrent senders never interleave.
+`close` waits for that lock at most `shutdown_timeout`: a sender blocked on a full pipe (the
+server stopped reading) cannot keep it from terminating the server.
 When stdout ends (the server exited), `receive()` ends and the session fails what was pending.
 """
 
@@ -129,6 +131,11 @@ class StdioClientTransport:
             async with self._write_lock:
                 await process.stdin.send(line)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self._closed:
+                raise StdioTransportError(
+                    "the transport was closed while this message was being written "
+                    "(the server was not reading its stdin)"
+                ) from exc
             raise StdioTransportError(f"the server process stopped reading: {exc}") from exc
 
     async def receive(self) -> AsyncIterator[Incoming]:
@@ -137,7 +144,15 @@ class StdioClientTransport:
                 yield item
 
     async def close(self) -> None:
-        """Close stdin, wait for the exit, then SIGTERM, then SIGKILL. Safe to call twice."""
+        """Close stdin, wait for the exit, then SIGTERM, then SIGKILL. Safe to call twice.
+
+        Every step is bounded by `shutdown_timeout`, so `close` always reaches SIGTERM and
+        SIGKILL. Stdin is closed under the write lock, so a message being written is not cut
+        short; but a sender blocked because the server does not read (the pipe is full) would
+        hold that lock forever. Past the timeout `close` stops waiting for it and terminates the
+        server at once (it cannot read the end of its input when the pipe is jammed anyway);
+        the broken pipe then fails the blocked `send` with `StdioTransportError`.
+        """
         if self._closed:
             return
         self._closed = True
@@ -146,19 +161,31 @@ class StdioClientTransport:
             self._incoming_send.close()
             return
         with anyio.CancelScope(shield=True):
+            stdin_closed = process.stdin is None
             if process.stdin is not None:
-                async with self._write_lock:
-                    with contextlib.suppress(OSError):
-                        await process.stdin.aclose()
-            if not await self._wait(process):
-                log.warning("the server did not exit after stdin closed; terminating it")
+                with anyio.move_on_after(self.shutdown_timeout):
+                    async with self._write_lock:
+                        await self._close_stdin(process.stdin)
+                        stdin_closed = True
+            if not stdin_closed:
+                log.warning("a write to the server's stdin is blocked; terminating the server")
+            if not stdin_closed or not await self._wait(process):
+                if stdin_closed:
+                    log.warning("the server did not exit after stdin closed; terminating it")
                 process.terminate()
                 if not await self._wait(process):
                     log.warning("the server did not exit after SIGTERM; killing it")
                     process.kill()
                     await process.wait()
+            if process.stdin is not None and not stdin_closed:
+                # The blocked writer still holds the lock; the pipe has no reader left.
+                await self._close_stdin(process.stdin)
             self.returncode = process.returncode
         self._incoming_send.close()
+
+    async def _close_stdin(self, stdin: anyio.abc.ByteSendStream) -> None:
+        with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await stdin.aclose()
 
     async def _wait(self, process: anyio.abc.Process) -> bool:
         with anyio.move_on_after(self.shutdown_timeout):

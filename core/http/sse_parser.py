@@ -11,8 +11,9 @@ the spec's stream-wide last event id to resume.
 Theory of operation:
 - `SseParser.feed(chunk)` takes bytes split anywhere (inside a CRLF, inside a multi-byte UTF-8
   sequence) and returns the events completed by that chunk. Any chunking of the same bytes
-  yields the same events. `close()` marks the end of the stream: an event not yet terminated by
-  a blank line is discarded, as the spec says.
+  yields the same events, in time linear in the stream's length: line ends are looked for in
+  each new chunk only, and a line split over many chunks is joined once. `close()` marks the
+  end of the stream: an event not yet terminated by a blank line is discarded, as the spec says.
 - The stream is decoded as UTF-8 with replacement characters for invalid bytes; exactly one
   leading U+FEFF (byte order mark) is ignored.
 - Lines end with CRLF, LF or CR. A line is a comment (starts with `:`), a field with a value
@@ -102,7 +103,10 @@ class SseParser:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_start = True  # no character decoded yet: a BOM may come
         self._after_cr = False  # the previous chunk ended with CR: skip one leading LF
-        self._partial = ""  # the line being received, without its end
+        # The line being received, without its end, kept as the pieces that brought it and
+        # joined once when its end arrives: rebuilding it per chunk would be quadratic.
+        self._partial: list[str] = []
+        self._partial_size = 0  # characters in `_partial`
         self._event_size = 0  # characters of the complete lines of the pending event
         self._data: list[str] = []
         self._event_type = ""
@@ -140,7 +144,8 @@ class SseParser:
         """End of stream. A pending event without its closing blank line is discarded."""
         self._decoder.decode(b"", final=True)
         self._closed = True
-        self._partial = ""
+        self._partial = []
+        self._partial_size = 0
         self._data = []
         self._event_type = ""
         self._event_size = 0
@@ -157,12 +162,22 @@ class SseParser:
             self._after_cr = False
             if text.startswith("\n"):
                 text = text[1:]
-        buffer = self._partial + text if self._partial else text
-        lines = _LINE_END.split(buffer)
+        # Line ends are searched for in the new text only: the pending line has none (a CR
+        # that ended the previous chunk already ended its line), so each character is scanned
+        # once and a long line arriving in many chunks costs linear time.
+        lines = _LINE_END.split(text)
         # The last piece has no line end yet. A final CR ends its line now; an LF that follows
         # in the next chunk belongs to the same CRLF and is skipped.
-        self._partial = lines.pop()
-        self._after_cr = buffer.endswith("\r")
+        tail = lines.pop()
+        self._after_cr = text.endswith("\r")
+        if lines and self._partial:
+            self._partial.append(lines[0])
+            lines[0] = "".join(self._partial)
+            self._partial = []
+            self._partial_size = 0
+        if tail:
+            self._partial.append(tail)
+            self._partial_size += len(tail)
         events: list[SseEvent] = []
         for line in lines:
             self._event_size += len(line) + 1
@@ -170,7 +185,7 @@ class SseParser:
             event = self._process_line(line)
             if event is not None:
                 events.append(event)
-        self._check_size(self._event_size + len(self._partial), events)
+        self._check_size(self._event_size + self._partial_size, events)
         return events
 
     def _check_size(self, size: int, events: list[SseEvent]) -> None:

@@ -20,6 +20,15 @@ through a `ClientTransport` and knows nothing of HTTP or pipes. One task reads t
 - a `RequestFailed` is the transport saying one request cannot be answered any more (its
   stream ended for good, the session expired): the waiter raises that error.
 
+The read loop never runs application code, so application code may call the session (a
+callback that refreshes `list_tools` on `list_changed`; a sampling handler that reads a
+resource) without waiting for an answer only the read loop could deliver. Server-to-client
+requests run in a task each. A progress report is queued on its request and its callback runs
+in the requesting task, in order; `request` returns after the reports that came before the
+answer. The other notifications go through a buffer (`NOTIFICATION_BUFFER`) to one callback
+task, which runs their callbacks one at a time in arrival order; when that buffer is full the
+read loop waits for it (backpressure). Cancellation is applied at once, in the read loop.
+
 When the iterator ends, every pending request fails with `TransportClosed`. A request that
 times out (`anyio.fail_after`) or whose caller is cancelled sends `notifications/cancelled`
 for it, so the server stops working on it. The era is chosen by `initialize` (legacy); a
@@ -28,6 +37,7 @@ modern-era session would replace the handshake with per-request `_meta`, behind 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
@@ -158,14 +168,54 @@ class InitializeResult:
     instructions: str | None = None
 
 
+# Notifications waiting for their callbacks; beyond this the read loop waits (backpressure).
+NOTIFICATION_BUFFER: Final = 1024
+
+
 class _Pending:
-    __slots__ = ("done", "method", "outcome", "progress")
+    """A request waiting for its answer, and the progress reports that came before it.
+
+    The read loop only records (`report`, `settle`); the requesting task runs the progress
+    callback, so a callback never holds up the read loop and all the reports that arrived
+    before the answer have run when `request` returns.
+    """
+
+    __slots__ = ("changed", "done", "method", "outcome", "progress", "reports")
 
     def __init__(self, method: str, progress: ProgressCallback | None) -> None:
         self.method = method
         self.progress = progress
         self.done = anyio.Event()
+        self.changed = anyio.Event()
+        self.reports: collections.deque[tuple[float, float | None, str | None]] = (
+            collections.deque()
+        )
         self.outcome: Response | ErrorResponse | Exception | None = None
+
+    def report(self, progress: float, total: float | None, message: str | None) -> None:
+        self.reports.append((progress, total, message))
+        self.changed.set()
+
+    def settle(self, outcome: Response | ErrorResponse | Exception) -> None:
+        self.outcome = outcome
+        self.done.set()
+        self.changed.set()
+
+    async def wait(self) -> None:
+        """Run the progress callback for each report, in order, until the answer is in."""
+        while True:
+            self.changed = changed = anyio.Event()
+            while self.reports:
+                progress, total, message = self.reports.popleft()
+                if self.progress is None:
+                    continue
+                try:
+                    await self.progress(progress, total, message)
+                except Exception:
+                    log.exception("the progress callback of %s failed", self.method)
+            if self.done.is_set():
+                return
+            await changed.wait()
 
 
 class ClientSession:
@@ -181,6 +231,15 @@ class ClientSession:
     Handlers for server-to-client requests (`sampling_handler`, `elicitation_handler` for form
     mode, `url_elicitation_handler` for URL mode, `roots_handler`) also declare the matching
     client capability in `initialize`. Leaving the `async with` block closes the transport.
+
+    Callbacks and handlers never run in the task that reads the transport, so they may call
+    the session (`await session.list_tools()` in `list_changed_callback`). Notification
+    callbacks run one at a time, in the order the notifications arrived, in one task of the
+    session: a slow callback delays the callbacks after it, never the answers to requests. A
+    request's progress callback runs in the task that made the request, in order, and all the
+    reports received before the answer have run when the request returns. Each
+    server-to-client request runs its handler in a task of its own. Callbacks still pending
+    when the `async with` block is left are cancelled.
     """
 
     def __init__(
@@ -223,7 +282,10 @@ class ClientSession:
         self._ids = itertools.count(1)
         self._tokens = itertools.count(1)
         self._pending: dict[RequestId, _Pending] = {}
-        self._progress: dict[str | int, ProgressCallback] = {}
+        self._progress: dict[str | int, _Pending] = {}
+        self._notes_in, self._notes_out = anyio.create_memory_object_stream[Notification](
+            NOTIFICATION_BUFFER
+        )
         self._handling: dict[RequestId, anyio.CancelScope] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed_reason: str | None = None
@@ -234,6 +296,7 @@ class ClientSession:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._read_loop)
+        self._task_group.start_soon(self._run_callbacks)
         return self
 
     async def __aexit__(
@@ -330,14 +393,15 @@ class ClientSession:
             meta = dict(params.get("_meta") or {})
             meta["progressToken"] = token
             params["_meta"] = meta
-            self._progress[token] = progress
         pending = _Pending(method, progress)
         self._pending[request_id] = pending
+        if token is not None:
+            self._progress[token] = pending
         limit = self.timeout if isinstance(timeout, str) else timeout
         try:
             with anyio.fail_after(math.inf if limit is None else limit):
                 await self.transport.send(Request(id=request_id, method=method, params=params))
-                await pending.done.wait()
+                await pending.wait()
         except BaseException as exc:
             if not pending.done.is_set() and method != "initialize":
                 reason = "timed out" if isinstance(exc, TimeoutError) else "cancelled"
@@ -471,6 +535,7 @@ class ClientSession:
             log.warning("client transport failed: %s", exc)
         finally:
             self._closed_reason = reason
+            self._notes_in.close()  # the callbacks still run for what was received
             for request_id, pending in list(self._pending.items()):
                 self._settle(
                     request_id,
@@ -482,8 +547,7 @@ class ClientSession:
         if pending is None or pending.done.is_set():
             log.debug("ignoring an answer to unknown request %r", request_id)
             return
-        pending.outcome = outcome
-        pending.done.set()
+        pending.settle(outcome)
 
     async def _route(self, item: Incoming) -> None:
         if isinstance(item, (Response, ErrorResponse)):
@@ -499,23 +563,43 @@ class ClientSession:
             self._handling[item.id] = scope
             self._task_group.start_soon(self._answer, item, scope)
         else:
-            await self._notified(item)
+            self._note_received(item)
+            # Waits only when NOTIFICATION_BUFFER notifications are waiting for callbacks.
+            await self._notes_in.send(item)
+
+    def _note_received(self, note: Notification) -> None:
+        """What a notification does to the session itself, at once, in the read loop."""
+        params = note.params or {}
+        if note.method == "notifications/progress":
+            pending = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
+            progress = params.get("progress")
+            if pending is not None and isinstance(progress, (int, float)):
+                total = params.get("total")
+                message = params.get("message")
+                pending.report(
+                    float(progress),
+                    float(total) if isinstance(total, (int, float)) else None,
+                    message if isinstance(message, str) else None,
+                )
+        elif note.method == "notifications/cancelled":
+            scope = self._handling.get(params.get("requestId"))  # type: ignore[arg-type]
+            if scope is not None:
+                scope.cancel()
+
+    async def _run_callbacks(self) -> None:
+        """The application's notification callbacks, one at a time, in arrival order.
+
+        Their own task, not the read loop's: a callback may call the session (`list_tools`
+        on `list_changed`), whose answer only the read loop can deliver.
+        """
+        async with self._notes_out:
+            async for note in self._notes_out:
+                await self._notified(note)
 
     async def _notified(self, note: Notification) -> None:
         params = note.params or {}
         try:
-            if note.method == "notifications/progress":
-                callback = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
-                progress = params.get("progress")
-                if callback is not None and isinstance(progress, (int, float)):
-                    total = params.get("total")
-                    message = params.get("message")
-                    await callback(
-                        float(progress),
-                        float(total) if isinstance(total, (int, float)) else None,
-                        message if isinstance(message, str) else None,
-                    )
-            elif note.method == "notifications/message":
+            if note.method == "notifications/message":
                 if self.logging_callback is not None:
                     await self.logging_callback(params)
             elif note.method in _LIST_CHANGED:
@@ -525,10 +609,6 @@ class ClientSession:
                 uri = params.get("uri")
                 if self.resource_updated_callback is not None and isinstance(uri, str):
                     await self.resource_updated_callback(uri)
-            elif note.method == "notifications/cancelled":
-                scope = self._handling.get(params.get("requestId"))  # type: ignore[arg-type]
-                if scope is not None:
-                    scope.cancel()
             if self.notification_callback is not None:
                 await self.notification_callback(note)
         except Exception:

@@ -119,10 +119,11 @@ class ClientStoreContract:
 
     def test_the_store_holds_its_own_copy_of_the_metadata(self, run: Driver) -> None:
         store = run.build(self.make_store)
-        metadata = {"redirect_uris": ["https://a.example/cb"], "nested": {"list": [1]}}
+        uris = ["https://a.example/cb"]
+        metadata: dict[str, Any] = {"redirect_uris": uris, "nested": {"list": [1]}}
         run(store.put, client("c1", source="dynamic", metadata=metadata))
         # Changing what was put, or what was got, changes nothing in the store.
-        metadata["redirect_uris"].append("https://evil.example/cb")
+        uris.append("https://evil.example/cb")
         got = run(store.get, "c1")
         assert got is not None
         got.metadata["redirect_uris"].append("https://evil.example/other")

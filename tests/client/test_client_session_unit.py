@@ -276,3 +276,106 @@ async def test_notifications_reach_their_callbacks() -> None:
 def test_only_legacy_versions_can_be_offered() -> None:
     with pytest.raises(ValueError, match="legacy"):
         ClientSession(FakeTransport(), protocol_versions=("2026-07-28",))
+
+
+# ---- callbacks run outside the read loop, so they may call the session ------------------------
+# Each session below has a 1 s timeout: a callback run inside the read loop would wait for an
+# answer only the read loop can deliver, and fail after that second instead of succeeding.
+
+
+def _tools_server(request: Request) -> list[Incoming]:
+    """Answers `tools/list` and `ping`; `tools/call` reports progress, logs, then answers."""
+    if request.method == "tools/list":
+        return [Response(id=request.id, result={"tools": [{"name": "new"}]})]
+    if request.method == "ping":
+        return [Response(id=request.id, result={})]
+    if request.method == "tools/call":
+        token = ((request.params or {}).get("_meta") or {}).get("progressToken")
+        items: list[Incoming] = [Notification(method="notifications/tools/list_changed")]
+        if token is not None:
+            items += [
+                Notification(
+                    method="notifications/progress",
+                    params={"progressToken": token, "progress": step, "total": 2},
+                )
+                for step in (1, 2)
+            ]
+        items.append(Response(id=request.id, result={"content": []}))
+        return items
+    return []
+
+
+async def test_a_list_changed_callback_can_call_the_session() -> None:
+    refreshed: list[list[dict[str, Any]]] = []
+    done = anyio.Event()
+    transport = FakeTransport(_tools_server)
+
+    async def on_changed(feature: str) -> None:
+        refreshed.append(await session.list_tools())
+        done.set()
+
+    async with ClientSession(transport, timeout=1, list_changed_callback=on_changed) as session:
+        await session.initialize()
+        assert await session.call_tool("x") == {"content": []}
+        with anyio.fail_after(5):
+            await done.wait()
+    assert refreshed == [[{"name": "new"}]]
+
+
+async def test_progress_callbacks_run_in_order_before_the_call_returns() -> None:
+    steps: list[float] = []
+    transport = FakeTransport(_tools_server)
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        await session.ping()  # a callback that talks to the server
+        steps.append(progress)
+
+    async with ClientSession(transport, timeout=1) as session:
+        await session.initialize()
+        with anyio.fail_after(5):
+            await session.call_tool("x", progress=on_progress)
+        assert steps == [1.0, 2.0]
+
+
+async def test_notification_callbacks_keep_the_order_of_arrival() -> None:
+    seen: list[str] = []
+    done = anyio.Event()
+    transport = FakeTransport(_tools_server)
+
+    async def on_log(params: dict[str, Any]) -> None:
+        if params["data"] == "first":
+            await session.list_tools()  # a slow callback does not let the next one overtake
+        seen.append(params["data"])
+
+    async def on_any(note: Notification) -> None:
+        seen.append(note.method)
+        if len(seen) == 4:
+            done.set()
+
+    async with ClientSession(
+        transport, timeout=1, logging_callback=on_log, notification_callback=on_any
+    ) as session:
+        await session.initialize()
+        for data in ("first", "second"):
+            await transport.push(
+                Notification(method="notifications/message", params={"level": "info", "data": data})
+            )
+        with anyio.fail_after(5):
+            await done.wait()
+    assert seen == ["first", "notifications/message", "second", "notifications/message"]
+
+
+async def test_a_server_request_handler_can_call_the_session() -> None:
+    transport = FakeTransport(_tools_server)
+
+    async def sample(params: dict[str, Any]) -> dict[str, Any]:
+        tools = await session.list_tools()
+        return {"role": "assistant", "content": {"type": "text", "text": tools[0]["name"]}}
+
+    async with ClientSession(transport, timeout=1, sampling_handler=sample) as session:
+        await session.initialize()
+        await transport.push(Request(id="s1", method="sampling/createMessage", params={}))
+        answers = await transport.wait_answers(1)
+    assert answers == [
+        Response(id="s1", result={"role": "assistant", "content": {"type": "text", "text": "new"}})
+    ]

@@ -8,6 +8,8 @@ the transport forwards to the test's callback.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_core.adapters.stdio.client import StdioClientTransport
+from mcp_core.adapters.stdio.client import StdioClientTransport, StdioTransportError
 from mcp_core.core import Context, McpServer
+from mcp_core.core.protocol.jsonrpc import Request
 from mcp_core.core.services.client import ClientSession, TransportClosed
 
 pytestmark = pytest.mark.anyio
@@ -139,3 +142,49 @@ async def test_a_server_that_ignores_stdin_close_is_terminated() -> None:
             pass
     assert transport.returncode is not None
     assert transport.returncode != 0
+
+
+async def test_close_does_not_wait_forever_for_a_sender_blocked_on_a_full_pipe() -> None:
+    # The server never reads its stdin: a 4 MiB message fills the pipe and its `send` blocks
+    # while holding the write lock. `close` must still terminate the server, and the blocked
+    # sender must get a clear error. The server prints its pid so that, if `close` hangs (it
+    # is shielded from cancellation), the test can kill the server to unjam it and fail.
+    command = [
+        sys.executable,
+        "-c",
+        "import os, sys, time; print(os.getpid(), file=sys.stderr, flush=True); time.sleep(30)",
+    ]
+    stderr = StderrLines()
+    message = Request(id=1, method="tools/call", params={"name": "x", "blob": "x" * (4 << 20)})
+    errors: list[Exception] = []
+    closed = anyio.Event()
+
+    async def sender() -> None:
+        try:
+            await transport.send(message)
+        except StdioTransportError as exc:
+            errors.append(exc)
+
+    async def closer() -> None:
+        await transport.close()
+        closed.set()
+
+    with anyio.fail_after(15):
+        async with StdioClientTransport(
+            command, stderr_callback=stderr, shutdown_timeout=0.5
+        ) as transport:
+            await stderr.wait_for("")
+            pid = int(stderr.lines[0])
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sender)
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(closer)
+                with anyio.move_on_after(5):
+                    await closed.wait()
+                close_finished = closed.is_set()
+                if not close_finished:
+                    os.kill(pid, signal.SIGKILL)
+    assert close_finished, "close() hung behind a blocked send"
+    assert transport.returncode == -signal.SIGTERM
+    assert len(errors) == 1
+    assert "closed while this message was being written" in str(errors[0])

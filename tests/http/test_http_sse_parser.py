@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_core.core.http import sse_parser
 from mcp_core.core.http.sse_parser import (
     EventTooLarge,
     SseError,
@@ -192,6 +195,46 @@ def test_a_closed_parser_takes_no_input() -> None:
 def test_the_cap_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         SseParser(max_event_size=0)
+
+
+# ---- cost: each character is scanned for a line end once ---------------------------------------
+
+
+class _CountingLineEnd:
+    """Stands in for the parser's line-end pattern and counts the characters it is given."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self._pattern = pattern
+        self.scanned = 0
+
+    def split(self, text: str) -> list[str]:
+        self.scanned += len(text)
+        return self._pattern.split(text)
+
+
+def test_a_long_event_in_many_chunks_is_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 1 MiB line in 64 chunks: rescanning the pending line per chunk would look at about
+    # 32 times the stream's length (and the cost grows with the square of the size).
+    counter = _CountingLineEnd(sse_parser._LINE_END)
+    monkeypatch.setattr(sse_parser, "_LINE_END", counter)
+    stream = b"data: " + b"x" * (1 << 20) + b"\r\n\r\n"
+    parser = SseParser()
+    events: list[SseEvent] = []
+    for start in range(0, len(stream), 1 << 14):
+        events += parser.feed(stream[start : start + (1 << 14)])
+    assert events == [SseEvent(data="x" * (1 << 20))]
+    assert counter.scanned <= len(stream)
+
+
+def test_a_crlf_split_after_a_long_pending_line_is_one_line_end() -> None:
+    parser = SseParser()
+    assert parser.feed(b"data: a") == []
+    assert parser.feed(b"bc") == []
+    assert parser.feed(b"d\r") == []
+    # The LF completes the CRLF: only the next CRLF is the blank line that dispatches.
+    assert parser.feed(b"\ndata: e\r") == []
+    assert parser.feed(b"\n\r") == [SseEvent(data="abcd\ne")]
+    assert parser.feed(b"\n") == []
 
 
 # ---- chunking never changes the result ----------------------------------------------------------
