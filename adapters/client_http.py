@@ -23,11 +23,18 @@ Theory of operation (`HttpClientTransport` implements `core/services/client.Clie
   client MUST start a new session by sending a new `InitializeRequest`). The transport
   re-initializes by itself: it POSTs the application's `initialize` again (same params, an id
   of its own, the answer kept from the session), then `notifications/initialized`, reopens
-  the standalone stream, and retries the request once in the new session. Concurrent 404s
-  re-initialize once (a lock, and the expired id compared with the current one). The server's
-  per-session state (subscriptions, log level) is not replayed: `on_reinitialized` tells the
-  application, which may restore it. With `reinitialize=False`, or when the retry meets a 404
-  again, the request fails with `SessionExpiredError`.
+  the standalone stream, and retries the request once in the new session. The
+  re-initialization runs in a task of its own (a `_Renewal`), so the cancellation of the
+  request that met the 404 cannot stop it half-way; it is bounded by `reinitialize_timeout`.
+  The new session is built aside and becomes `state` only once `initialize` was answered and
+  `notifications/initialized` accepted. Every request or notification sent meanwhile, and
+  every concurrent 404, waits for that one re-initialization and then goes out in the new
+  session (or fails with its error): nothing is sent without a session id. When it fails, the
+  transport remembers that the session is owed a re-initialization and the next message starts
+  one before it is sent. The server's per-session state (subscriptions, log level) is not
+  replayed: `on_reinitialized` tells the application, which may restore it (its errors are
+  logged). With `reinitialize=False`, or when the retry meets a 404 again, the request fails
+  with `SessionExpiredError`.
 - Authorization (`auth`, a `RequestAuthorizer` such as `core/services/oauth_client.OAuthClient`):
   every request carries its `Authorization` header. A 401 hands the `WWW-Authenticate`
   challenge to `auth.unauthorized`, which runs the OAuth flow; a 403 to `auth.forbidden`,
@@ -36,7 +43,14 @@ Theory of operation (`HttpClientTransport` implements `core/services/client.Clie
   most `MAX_AUTH_RETRIES` times per request, so a server that keeps refusing ends the request
   with the reason instead of looping.
 - No request is left waiting: whatever ends the task that POSTed it (an HTTP failure, an
-  unexpected error, a stream that cannot be resumed) is delivered as `RequestFailed`.
+  unexpected error, a stream that cannot be resumed) is delivered as `RequestFailed`. An HTTP
+  status that is not an answer (400, 413, 503...) is an `HttpStatusError` carrying the status
+  and the JSON-RPC error of the body, if any: the server refused that one message, the
+  connection is fine. Other `HttpTransportError`s (connection refused or reset,
+  `StreamEnded`, `SessionExpiredError`) say the connection or the session is lost.
+- The standalone GET stream is the transport's own: whatever ends it (an HTTP error, an
+  oversized event, an authorizer that raised) is logged and ends that stream only; requests go
+  on.
 - `send` of `notifications/cancelled` also abandons the POST of the request it names.
 - `close()` stops every stream and ends the session with DELETE (bounded; 404 and 405 are
   fine), then `receive()` ends.
@@ -53,6 +67,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
+import attrs
 import httpx
 
 from mcp_core.core.http.client import (
@@ -90,6 +105,7 @@ from mcp_core.core.services.oauth_client import RequestAuthorizer
 
 __all__ = [
     "HttpClientTransport",
+    "HttpStatusError",
     "HttpTransportError",
     "SessionExpiredError",
     "StreamEnded",
@@ -100,10 +116,24 @@ log = logging.getLogger("mcp_core.client.http")
 
 CLOSE_TIMEOUT: Final = 5.0  # seconds for the DELETE that ends the session
 MAX_AUTH_RETRIES: Final = 4  # 401/403 answers one request may meet before it fails
+REINITIALIZE_TIMEOUT: Final = 30.0  # seconds a re-initialization after a 404 may take
 
 
 class HttpTransportError(ClientError):
     """An HTTP exchange failed (status, content type, connection)."""
+
+
+class HttpStatusError(HttpTransportError):
+    """The server answered one message with an HTTP error status (400, 413, 503...).
+
+    The connection and the session are fine: only this message was refused. `status` is the
+    HTTP status; `error` the JSON-RPC error the body carried, if any (its `id` may be null).
+    """
+
+    def __init__(self, reason: str, *, status: int, error: ErrorResponse | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.error = error
 
 
 class SessionExpiredError(HttpTransportError):
@@ -114,16 +144,38 @@ class StreamEnded(HttpTransportError):
     """A response stream ended before its response and could not be resumed."""
 
 
-class UnauthorizedError(HttpTransportError):
+class UnauthorizedError(HttpStatusError):
     """The server refused the request (401 or 403) and authorization could not fix it."""
 
     def __init__(self, reason: str, *, status: int) -> None:
-        super().__init__(reason)
-        self.status = status
+        super().__init__(reason, status=status)
+
+
+def _failed(outcome: HttpFailure) -> HttpTransportError:
+    """The error for a failed exchange: `HttpStatusError` when the server answered a status."""
+    if outcome.status:
+        return HttpStatusError(outcome.reason, status=outcome.status, error=outcome.error)
+    return HttpTransportError(outcome.reason)
 
 
 class _Answered(Exception):
     """Internal: the answer to a request the transport sent for itself (re-initialization)."""
+
+
+@attrs.define(eq=False)
+class _NewSession:
+    """The session a re-initialization builds aside; `state` is adopted only once it works."""
+
+    state: ClientSessionState = attrs.field(factory=ClientSessionState)
+
+
+@attrs.define(eq=False)
+class _Renewal:
+    """One re-initialization in progress: what waits on it wakes on `done`, then reads
+    `error` (None: the new session is `state`)."""
+
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    error: Exception | None = None
 
 
 class HttpClientTransport:
@@ -152,6 +204,7 @@ class HttpClientTransport:
         auth: RequestAuthorizer | None = None,
         reinitialize: bool = True,
         on_reinitialized: Callable[[], Awaitable[None]] | None = None,
+        reinitialize_timeout: float = REINITIALIZE_TIMEOUT,
     ) -> None:
         self.url = url
         self._owns_client = client is None
@@ -174,7 +227,9 @@ class HttpClientTransport:
         self._reinitialize = reinitialize
         self._on_reinitialized = on_reinitialized
         self._initialize: Request | None = None  # the application's, replayed after a 404
-        self._reinit_lock = anyio.Lock()
+        self._reinitialize_timeout = reinitialize_timeout
+        self._renewal: _Renewal | None = None  # the re-initialization in progress
+        self._stale = False  # a re-initialization failed: the next message starts another
         self._reinitializations = 0
 
     # ---- lifetime -------------------------------------------------------------------------
@@ -299,47 +354,119 @@ class HttpClientTransport:
         )
 
     async def _recover_session(self, expired: str, what: str) -> Exception | None:
-        """Start a new session after a 404 on `expired`; the error when that is not possible."""
+        """Start a new session after a 404 on `expired` (or join the re-initialization under
+        way); None once the new session is `state`, else the error that fails the request."""
         if not self._reinitialize or self._initialize is None:
             return SessionExpiredError(
                 f"{what}: the server no longer knows session {expired}; initialize a new session"
             )
-        async with self._reinit_lock:
-            if self.state.session_id != expired:
-                return None  # another request already started the new session
-            log.info("session %s expired (404): initializing a new session", expired)
-            self._reinitializations += 1
-            self.state = ClientSessionState()
-            replay = Request(
-                id=f"mcp-core-reinitialize-{self._reinitializations}",
-                method="initialize",
-                params=self._initialize.params,
+        if self._renewal is None and not self._stale and self.state.session_id != expired:
+            return None  # a new session already replaced the expired one
+        return await self._await_renewal(what)
+
+    async def _ready(self, what: str) -> Exception | None:
+        """Before sending in the session: wait out a re-initialization under way, or start
+        the one a failed attempt left owed. None when the message may go."""
+        if self._renewal is None and not self._stale:
+            return None
+        return await self._await_renewal(what)
+
+    async def _await_renewal(self, what: str) -> Exception | None:
+        renewal = self._renewal
+        if renewal is None:
+            if self._closed or self._task_group is None:
+                return SessionExpiredError(
+                    f"{what}: the session expired and the transport is closed"
+                )
+            renewal = self._renewal = _Renewal()
+            self._task_group.start_soon(
+                self._in_background, anyio.CancelScope(), self._renew, renewal
             )
-            error = await self._exchange(replay, internal=True)
-            if error is not None:
-                return SessionExpiredError(f"{what}: re-initializing after a 404 failed: {error}")
-            try:
-                await self._post_other(Notification(method="notifications/initialized"))
-            except HttpTransportError as exc:
-                return SessionExpiredError(f"{what}: re-initializing after a 404 failed: {exc}")
-        if self._on_reinitialized is not None:
-            await self._on_reinitialized()
+        await renewal.done.wait()
+        if renewal.error is not None:
+            return SessionExpiredError(f"{what}: {renewal.error}")
         return None
+
+    async def _renew(self, renewal: _Renewal) -> None:
+        """Start a new session in place of the expired one, in a task of its own: no caller's
+        cancellation stops it half-way; `close()` and `reinitialize_timeout` do."""
+        assert self._initialize is not None
+        self._reinitializations += 1
+        log.info("session %s expired (404): initializing a new session", self.state.session_id)
+        replay = Request(
+            id=f"mcp-core-reinitialize-{self._reinitializations}",
+            method="initialize",
+            params=self._initialize.params,
+        )
+        error: Exception = SessionExpiredError("re-initializing after a 404 was stopped")
+        renewed = False
+        try:
+            try:
+                with anyio.move_on_after(self._reinitialize_timeout) as deadline:
+                    outcome = await self._start_session(replay)
+                if deadline.cancelled_caught:
+                    error = SessionExpiredError(
+                        "re-initializing after a 404 took longer than "
+                        f"{self._reinitialize_timeout:g}s"
+                    )
+                elif isinstance(outcome, Exception):
+                    error = outcome
+                else:
+                    self.state, renewed = outcome, True
+            except Exception as exc:  # an authorizer, say: the waiters get it, not the group
+                log.warning("re-initializing after a 404 failed unexpectedly", exc_info=True)
+                error = HttpTransportError(f"{type(exc).__name__}: {exc}")
+            finally:
+                self._renewal, self._stale = None, not renewed
+            if renewed and self._on_reinitialized is not None:
+                try:
+                    await self._on_reinitialized()
+                except Exception:
+                    log.warning("on_reinitialized failed", exc_info=True)
+        finally:
+            renewal.error = None if renewed else error
+            renewal.done.set()
+
+    async def _start_session(self, replay: Request) -> ClientSessionState | Exception:
+        """`initialize` (the application's params, `replay`'s id) and `initialized`, in a
+        session built aside: its state, or why it could not be opened."""
+        new = _NewSession()
+        error = await self._exchange(replay, new_session=new)
+        if error is not None:
+            return SessionExpiredError(f"re-initializing after a 404 failed: {error}")
+        try:
+            await self._post_other(
+                Notification(method="notifications/initialized"), state=new.state
+            )
+        except HttpTransportError as exc:
+            return SessionExpiredError(f"re-initializing after a 404 failed: {exc}")
+        return new.state
 
     async def _deliver(self, item: Incoming) -> None:
         # After close, or once nobody reads: there is no one left to tell.
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             await self._incoming_send.send(item)
 
-    async def _post_other(self, message: Message, *, retried: bool = False) -> None:
-        """POST a notification or a response; the server answers 202."""
+    async def _post_other(
+        self, message: Message, *, retried: bool = False, state: ClientSessionState | None = None
+    ) -> None:
+        """POST a notification or a response; the server answers 202.
+
+        `state`: the session a re-initialization is building (its own `initialized`), used
+        instead of `state` and without waiting for the re-initialization.
+        """
         what = f"POST {message.method}" if isinstance(message, Notification) else "POST"
+        if state is None:
+            not_ready = await self._ready(what)
+            if not_ready is not None:
+                raise not_ready
         for _ in range(MAX_AUTH_RETRIES + 1):
-            sent_session = self.state.session_id
+            current = self.state if state is None else state
+            sent_session = current.session_id
             extra = await self._headers()
             try:
                 response = await self._send_http(
-                    post_request(message, self.state, extra_headers=extra)
+                    post_request(message, current, extra_headers=extra)
                 )
             except httpx.HTTPError as exc:
                 raise HttpTransportError(f"POST failed: {exc}") from exc
@@ -357,15 +484,19 @@ class HttpClientTransport:
             session_id=sent_session,
         )
         if isinstance(outcome, SessionExpired):
-            error = None if retried else await self._recover_session(outcome.session_id, what)
-            if retried or error is not None:
+            error = (
+                None
+                if retried or state is not None
+                else await self._recover_session(outcome.session_id, what)
+            )
+            if retried or state is not None or error is not None:
                 raise error or SessionExpiredError(
                     f"{what}: the server no longer knows session {outcome.session_id}"
                 )
             await self._post_other(message, retried=True)
             return
         if isinstance(outcome, HttpFailure):
-            raise HttpTransportError(outcome.reason)
+            raise _failed(outcome)
         if (
             isinstance(outcome, Accepted)
             and isinstance(message, Notification)
@@ -400,24 +531,45 @@ class HttpClientTransport:
         finally:
             self._posts.pop(request.id, None)
 
-    def _adopt(self, request: Request, answer: Response | ErrorResponse) -> None:
+    def _learn(self, new_session: _NewSession | None, state: ClientSessionState) -> None:
+        """The application's `initialize` sets `state`; a re-initialization its own."""
+        if new_session is None:
+            self.state = state
+        else:
+            new_session.state = state
+
+    def _adopt(
+        self,
+        request: Request,
+        answer: Response | ErrorResponse,
+        new_session: _NewSession | None = None,
+    ) -> None:
         """Learn the negotiated version from the answer to `initialize`."""
         if request.method == "initialize" and isinstance(answer, Response):
             version = answer.result.get("protocolVersion")
             if isinstance(version, str):
-                self.state = ClientSessionState(
-                    session_id=self.state.session_id, protocol_version=version
-                )
+                current = self.state if new_session is None else new_session.state
+                self._learn(new_session, attrs.evolve(current, protocol_version=version))
 
     async def _exchange(
-        self, request: Request, *, internal: bool = False, retried: bool = False
+        self,
+        request: Request,
+        *,
+        new_session: _NewSession | None = None,
+        retried: bool = False,
     ) -> Exception | None:
         """POST one request and deliver what comes back; the error that failed it, if any.
 
-        `internal`: the transport's own request (a re-initialization): its answer is adopted
-        but not delivered; an error answer is returned as the failure.
+        `new_session`: the request is the transport's own `initialize` (a re-initialization):
+        its answer goes to `new_session`, not to `state`, and is not delivered; an error
+        answer is returned as the failure.
         """
         what = request.method
+        internal = new_session is not None
+        if request.method != "initialize":
+            not_ready = await self._ready(f"POST {what}")
+            if not_ready is not None:
+                return not_ready
         for _ in range(MAX_AUTH_RETRIES + 1):
             sent_session = None if request.method == "initialize" else self.state.session_id
             extra = await self._headers()
@@ -453,24 +605,24 @@ class HttpClientTransport:
                     return error
                 return await self._exchange(request, retried=True)
             if isinstance(outcome, HttpFailure):
-                return HttpTransportError(outcome.reason)
+                return _failed(outcome)
             if isinstance(outcome, Accepted):
                 return HttpTransportError(f"{request.method}: accepted without a response")
             if request.method == "initialize" and outcome.session_id is not None:
-                self.state = ClientSessionState(session_id=outcome.session_id)
+                self._learn(new_session, ClientSessionState(session_id=outcome.session_id))
             if isinstance(outcome, JsonMessage):
-                self._adopt(request, outcome.message)
+                self._adopt(request, outcome.message, new_session)
                 return await self._hand_over(outcome.message, internal)
             assert isinstance(outcome, OpenStream)
             try:
-                if await self._read_stream(response, parser, request, internal=internal):
+                if await self._read_stream(response, parser, request, new_session=new_session):
                     return None
             except _Answered as answered:
                 return answered.args[0]  # type: ignore[no-any-return]
         finally:
             await response.aclose()
         try:
-            return await self._resume(request, parser, internal=internal)
+            return await self._resume(request, parser, new_session=new_session)
         except _Answered as answered:
             return answered.args[0]  # type: ignore[no-any-return]
 
@@ -490,10 +642,11 @@ class HttpClientTransport:
         parser: SseParser,
         request: Request | None,
         *,
-        internal: bool = False,
+        new_session: _NewSession | None = None,
     ) -> bool:
-        """Deliver the stream's messages; True once `request`'s response went by. For an
-        `internal` request its answer is not delivered: `_Answered` carries its outcome."""
+        """Deliver the stream's messages; True once `request`'s response went by. For the
+        transport's own request (`new_session`) its answer is not delivered: `_Answered`
+        carries its outcome."""
         try:
             async for chunk in response.aiter_bytes():
                 for event in parser.feed(chunk):
@@ -511,8 +664,8 @@ class HttpClientTransport:
                     )
                     if answered and request is not None:
                         assert isinstance(message, (Response, ErrorResponse))
-                        self._adopt(request, message)
-                        if internal:
+                        self._adopt(request, message, new_session)
+                        if new_session is not None:
                             raise _Answered(await self._hand_over(message, internal=True))
                     await self._deliver(message)
                     if answered:
@@ -522,7 +675,11 @@ class HttpClientTransport:
         return False
 
     async def _resume(
-        self, request: Request | None, parser: SseParser, *, internal: bool = False
+        self,
+        request: Request | None,
+        parser: SseParser,
+        *,
+        new_session: _NewSession | None = None,
     ) -> Exception | None:
         """Resume a stream that ended early with GET + Last-Event-ID until it is done.
 
@@ -545,10 +702,11 @@ class HttpClientTransport:
             await anyio.sleep(decision.delay)
             attempts = decision.attempt
             last_id = parser.last_event_id
-            sent_session = self.state.session_id
+            current = self.state if new_session is None else new_session.state
+            sent_session = current.session_id
             built = self._build(
                 get_request(
-                    self.state,
+                    current,
                     last_event_id=decision.last_event_id,
                     extra_headers=await self._headers(),
                 )
@@ -573,7 +731,7 @@ class HttpClientTransport:
                 if isinstance(outcome, HttpFailure):
                     log.info("resuming %s: %s", what, outcome.reason)
                     continue
-                if await self._read_stream(response, parser, request, internal=internal):
+                if await self._read_stream(response, parser, request, new_session=new_session):
                     return None
             finally:
                 await response.aclose()
@@ -581,7 +739,18 @@ class HttpClientTransport:
                 attempts = 0  # the resumed stream made progress
 
     async def _standalone_stream(self) -> None:
-        """The GET stream for messages that belong to no request, reopened while open."""
+        """The GET stream for messages that belong to no request, reopened while open.
+
+        It belongs to no caller, so nothing it raises may reach the transport's task group
+        (where it would cancel the application): an unexpected error is logged and ends this
+        stream only. Cancellation (a `BaseException`) still passes.
+        """
+        try:
+            await self._listen()
+        except Exception:
+            log.warning("the standalone stream failed; it is not reopened", exc_info=True)
+
+    async def _listen(self) -> None:
         sent_session = self.state.session_id
         built = self._build(get_request(self.state, extra_headers=await self._headers()))
         try:

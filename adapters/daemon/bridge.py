@@ -18,6 +18,10 @@ Surviving a daemon's death, transparently for the client:
   `notifications/initialized`. A new upstream replays both, under a bridge-owned request id,
   before anything else, and swallows the answer: the client's session goes on, its ids and
   capabilities unchanged.
+- A request the daemon refuses with an HTTP status (400, 413, 503...: `HttpStatusError`) is
+  that request's failure alone: the client gets the JSON-RPC error the body carried (under
+  the request's id), or -32603 with the reason, and the upstream stays. A notification so
+  refused is logged and dropped.
 - A request failing in transport (connection refused or reset, a stream that cannot be
   resumed), a notification that cannot be delivered, or the watchdog (every
   `watchdog_interval`, the supervisor checks the daemon's pid) retires the upstream. The
@@ -27,6 +31,9 @@ Surviving a daemon's death, transparently for the client:
   request that had reached the dead daemon may so run twice; tools that must not should be
   idempotent.
 - A 404 for the session (the daemon expired it) re-opens a session on the same daemon.
+- A client's `notifications/cancelled` is relayed, and the request it names leaves the
+  bookkeeping: it is never sent again to a new daemon, and the client, which ignores any
+  answer to it, gets no error for it either.
 - When the supervisor gives up, every waiting request and every later one is answered with a
   JSON-RPC error (-32603) carrying its message; the client restarts the bridge to try again.
 
@@ -67,7 +74,7 @@ from mcp_core.core.services.stdio import DEFAULT_MAX_LINE_BYTES, ByteSource, Lin
 from mcp_core.core.services.supervisor import DaemonSupervisor, DaemonUnavailable
 from mcp_core.ports.daemon import DaemonAddress
 
-from ..client_http import HttpClientTransport, SessionExpiredError
+from ..client_http import HttpClientTransport, HttpStatusError, SessionExpiredError
 from ..stdio.server import _FileWriter, _stdout_reserved, _ThreadedReader
 
 __all__ = ["StdioBridge", "serve_bridge"]
@@ -207,7 +214,21 @@ class StdioBridge:
                 return
             if message.method == "notifications/initialized":
                 self._initialized_sent = True
+            elif message.method == "notifications/cancelled":
+                self._forget((message.params or {}).get("requestId"))
         await self._forward(message)
+
+    def _forget(self, request_id: Any) -> None:
+        """The client cancelled `request_id`: never send it again, never answer it with an
+        error (MCP 2025-11-25 "Cancellation": the sender ignores what comes after)."""
+        if not isinstance(request_id, (str, int)):
+            return
+        if self._pending.get(request_id) is self._initialize:
+            return  # "initialize" MUST NOT be cancelled; the client's session depends on it
+        self._pending.pop(request_id, None)
+        self._resent.discard(request_id)
+        if self._up is not None:
+            self._up.sent.discard(request_id)
 
     # ---- the daemon side ----
 
@@ -221,6 +242,11 @@ class StdioBridge:
                 return
             try:
                 await up.transport.send(message)
+            except HttpStatusError as exc:
+                # The daemon refused this one message (a request only fails through
+                # `RequestFailed`): the connection is fine, nothing to retire.
+                log.warning("the daemon refused a message: %s", exc)
+                return
             except ClientError as exc:
                 if not await self._retire(up, str(exc), isinstance(exc, SessionExpiredError)):
                     return
@@ -312,6 +338,9 @@ class StdioBridge:
             if _is_own(item.request_id):
                 up.handshake[item.request_id] = item.error
                 up.answered.set()
+            elif isinstance(item.error, HttpStatusError):
+                up.sent.discard(item.request_id)
+                await self._refused(item.request_id, item.error)
             elif item.request_id in self._pending:
                 assert self._tg is not None
                 expired = isinstance(item.error, SessionExpiredError)
@@ -327,6 +356,22 @@ class StdioBridge:
             if request is not None and request is self._initialize:
                 self._initialize_answered = isinstance(item, Response)
         await self._write(item.to_wire())
+
+    async def _refused(self, request_id: RequestId, error: HttpStatusError) -> None:
+        """The daemon answered one request with an HTTP status: relay its JSON-RPC error
+        under the request's id (the body's id may be null), or -32603 with the reason."""
+        request = self._pending.pop(request_id, None)
+        self._resent.discard(request_id)
+        if request is None:
+            return  # cancelled by the client, or already answered
+        log.info("the daemon refused %s (HTTP %d): %s", request.method, error.status, error)
+        if error.error is not None:
+            refusal = error.error
+            await self._write(
+                error_payload(request_id, refusal.code, refusal.message, refusal.data)
+            )
+        else:
+            await self._write(error_payload(request_id, errors.INTERNAL_ERROR, str(error)))
 
     async def _retire(self, up: _Upstream, reason: str, expired: bool = False) -> bool:
         """Give up on upstream `up`: recover the daemon (unless only the session expired) and
