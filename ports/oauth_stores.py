@@ -223,6 +223,15 @@ class GrantStore(Protocol):
       Stores whose backend expires entries by itself (Redis TTLs) count only what this call
       removed.
 
+    Text the store cannot hold is the caller's error, the same on every backend: a `str` with a
+    lone surrogate (`'h\\udcff'`: no UTF-8 encoding) or a NUL (PostgreSQL text refuses it) in
+    any text argument of `save_code` (any field of the record), `redeem_code`, `peek_code`,
+    `create_family`, `rotate_refresh`, `revoke_family` or `revoke_access` raises `ValueError`
+    before any I/O (never `StoreUnavailable`, and no backend stores what another refuses). The
+    plain reads `family`, `is_revoked` and `is_access_revoked` answer such an id as one never
+    stored (None, False), with no I/O: nothing can have been written under it, and the token and
+    revocation endpoints look ids up straight from what a client sent.
+
     Any backend failure raises `StoreUnavailable`.
     """
 

@@ -1,4 +1,5 @@
-"""What the SQL adapters (SQLite, PostgreSQL) share: schema versions, row codecs, event ids.
+"""What the SQL adapters (SQLite, PostgreSQL) share: schema versions, row codecs, event ids; and
+the one rule on text that every grant store adapter (memory and Redis too) applies alike.
 
 Schema versioning. Each adapter keeps, in the table `mcp_core_schema(component, version)`, how
 far each component's tables (`credentials`, `sessions`, `events`, `oauth_clients`,
@@ -12,6 +13,12 @@ through tables it does not understand.
 
 Steps are only ever appended: a released step never changes, so a database records exactly which
 statements built it.
+
+Storable text. A `str` holding a lone surrogate (`'h\\udcff'`) has no UTF-8 encoding, so SQLite,
+PostgreSQL and Redis cannot write it; PostgreSQL text cannot hold NUL either. `check_storable`
+refuses both with `ValueError` before any I/O, so a caller's bad value is the same caller error on
+every backend (never `StoreUnavailable`, never stored by one backend and refused by another), and
+`storable` lets a plain lookup answer "not found" for a key that could never have been written.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 import orjson
 
 from mcp_core.ports.credentials import StoreUnavailable
+from mcp_core.ports.oauth_stores import CodeRecord
 from mcp_core.ports.sessions import SessionRecord
 
 __all__ = [
@@ -32,12 +40,15 @@ __all__ = [
     "Migration",
     "SchemaTooNew",
     "advisory_key",
+    "check_code_record",
     "check_identifier",
+    "check_storable",
     "decode_session",
     "encode_session",
     "event_id",
     "parse_event_id",
     "pending_steps",
+    "storable",
 ]
 
 SCHEMA_TABLE = "mcp_core_schema"
@@ -81,6 +92,42 @@ def check_identifier(name: str) -> str:
             f"{name!r} is not a plain SQL identifier (letters, digits and _, at most 63)"
         )
     return name
+
+
+def storable(value: str) -> bool:
+    """Whether every backend can store `value`: no NUL, and encodable as UTF-8 (no lone
+    surrogate)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_storable(*values: str) -> None:
+    """Raise `ValueError` if any value is not `storable` (the value itself is not echoed)."""
+    for value in values:
+        if not storable(value):
+            raise ValueError(
+                "text for the store must be UTF-8 encodable and free of NUL characters "
+                "(a lone surrogate or a NUL was given)"
+            )
+
+
+def check_code_record(record: CodeRecord) -> None:
+    """`check_storable` on every text field of an authorization code."""
+    check_storable(
+        record.code_hash,
+        record.client_id,
+        record.redirect_uri,
+        record.resource,
+        record.scope,
+        record.subject,
+        record.code_challenge,
+        record.family_id,
+    )
 
 
 def advisory_key(*parts: str) -> int:

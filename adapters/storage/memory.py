@@ -29,6 +29,8 @@ from mcp_core.ports.oauth_stores import (
 )
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
+from ._sql import check_code_record, check_storable
+
 __all__ = [
     "InMemoryClientStore",
     "InMemoryCredentialStore",
@@ -239,11 +241,13 @@ class InMemoryGrantStore:
         self._access: dict[str, float] = {}  # jti -> expires_at
 
     async def save_code(self, record: CodeRecord) -> None:
+        check_code_record(record)
         if record.code_hash in self._codes:
             raise GrantConflict(f"code hash {record.code_hash!r} is already stored")
         self._codes[record.code_hash] = record
 
     async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        check_storable(code_hash)
         record = self._codes.get(code_hash)
         if record is None:
             return CodeOutcome(status=CodeStatus.UNKNOWN)
@@ -256,6 +260,7 @@ class InMemoryGrantStore:
         return record
 
     async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        check_storable(code_hash)
         record = self._codes.get(code_hash)
         if record is None:
             return CodeOutcome(status=CodeStatus.UNKNOWN)
@@ -276,6 +281,7 @@ class InMemoryGrantStore:
         first_token_hash: str,
         now: float,
     ) -> RefreshFamily:
+        check_storable(family_id, subject, client_id, resource, scope, first_token_hash)
         if family_id in self._families or family_id in self._revoked:
             raise GrantConflict(f"family {family_id!r} already exists or was revoked")
         if first_token_hash in self._tokens:
@@ -299,6 +305,7 @@ class InMemoryGrantStore:
     async def rotate_refresh(
         self, token_hash: str, new_token_hash: str, now: float
     ) -> RefreshOutcome:
+        check_storable(token_hash, new_token_hash)
         family_id = self._tokens.get(token_hash)
         if family_id is None:
             return RefreshOutcome(status=RefreshStatus.UNKNOWN)
@@ -321,6 +328,7 @@ class InMemoryGrantStore:
         return RefreshOutcome(status=RefreshStatus.ROTATED, family=rotated)
 
     async def revoke_family(self, family_id: str, reason: str) -> bool:
+        check_storable(family_id, reason)
         if family_id in self._revoked:
             return False
         self._revoked[family_id] = reason
@@ -334,6 +342,7 @@ class InMemoryGrantStore:
         return family_id in self._revoked
 
     async def revoke_access(self, jti: str, expires_at: float) -> None:
+        check_storable(jti)
         self._access[jti] = max(expires_at, self._access.get(jti, expires_at))
 
     async def is_access_revoked(self, jti: str, now: float) -> bool:

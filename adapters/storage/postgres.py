@@ -23,7 +23,9 @@ transaction), so the racers queue on it; see `PostgresGrantStore`.
 
 Text columns are `COLLATE "C"`, so listings come back in code-point order (as Python sorts)
 whatever the database's collation. PostgreSQL text cannot hold NUL: a name containing one is
-refused with `ValueError` before anything is sent.
+refused with `ValueError` before anything is sent (the grant store applies the shared rule of
+`_sql.check_storable`, lone surrogates too), and an argument asyncpg itself cannot encode is its
+client-side `DataError`, a `ValueError` passed on as it is: the caller's error, not an outage.
 
 Errors. Every driver, network or server error, and any operation that takes longer than
 `timeout` seconds, raises `StoreUnavailable` chaining the original. A pool the store creates
@@ -67,12 +69,15 @@ from ._sql import (
     Migration,
     SchemaTooNew,
     advisory_key,
+    check_code_record,
     check_identifier,
+    check_storable,
     decode_session,
     encode_session,
     event_id,
     parse_event_id,
     pending_steps,
+    storable,
 )
 
 __all__ = [
@@ -207,6 +212,10 @@ class _PostgresStore:
                 pool = self._pool if self._migrated else await self._setup()
                 async with pool.acquire() as conn:
                     return await operation(conn)
+        except ValueError:
+            # asyncpg's client-side DataError (an argument it cannot encode) is a ValueError:
+            # the caller's input is the cause, not an outage, so it is not StoreUnavailable.
+            raise
         except _BACKEND_ERRORS as exc:
             raise StoreUnavailable(f"PostgreSQL ({type(exc).__name__}): {exc}") from exc
 
@@ -914,7 +923,7 @@ class PostgresGrantStore(_PostgresStore):
             record.code_challenge,
             record.family_id,
         )
-        _check_text(*row)
+        check_code_record(record)
         codes = self._tables()[0]
 
         async def save(conn: Any) -> bool:
@@ -932,8 +941,7 @@ class PostgresGrantStore(_PostgresStore):
             raise GrantConflict(f"code hash {record.code_hash!r} is already stored")
 
     async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
-        if "\x00" in code_hash:
-            return CodeOutcome(status=CodeStatus.UNKNOWN)
+        check_storable(code_hash)
         codes = self._tables()[0]
 
         async def redeem(conn: Any) -> CodeRecord | CodeOutcome:
@@ -958,8 +966,7 @@ class PostgresGrantStore(_PostgresStore):
         return await self._run(redeem)
 
     async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
-        if "\x00" in code_hash:
-            return CodeOutcome(status=CodeStatus.UNKNOWN)
+        check_storable(code_hash)
         codes = self._tables()[0]
 
         async def peek(conn: Any) -> CodeRecord | CodeOutcome:
@@ -989,7 +996,7 @@ class PostgresGrantStore(_PostgresStore):
         first_token_hash: str,
         now: float,
     ) -> RefreshFamily:
-        _check_text(family_id, subject, client_id, resource, scope, first_token_hash)
+        check_storable(family_id, subject, client_id, resource, scope, first_token_hash)
         _, families, tokens, _, _ = self._tables()
         family = RefreshFamily(
             family_id=family_id,
@@ -1037,9 +1044,7 @@ class PostgresGrantStore(_PostgresStore):
     async def rotate_refresh(
         self, token_hash: str, new_token_hash: str, now: float
     ) -> RefreshOutcome:
-        if "\x00" in token_hash:
-            return RefreshOutcome(status=RefreshStatus.UNKNOWN)
-        _check_text(new_token_hash)
+        check_storable(token_hash, new_token_hash)
         _, families, tokens, _, _ = self._tables()
 
         async def rotate(conn: Any) -> RefreshOutcome:
@@ -1091,11 +1096,11 @@ class PostgresGrantStore(_PostgresStore):
         return await self._run(rotate)
 
     async def revoke_family(self, family_id: str, reason: str) -> bool:
-        _check_text(family_id, reason)
+        check_storable(family_id, reason)
         return await self._run(lambda conn: self._revoke(conn, family_id, reason))
 
     async def family(self, family_id: str) -> RefreshFamily | None:
-        if "\x00" in family_id:
+        if not storable(family_id):  # never written, so never found
             return None
         _, families, _, revocations, _ = self._tables()
 
@@ -1110,12 +1115,12 @@ class PostgresGrantStore(_PostgresStore):
         return await self._run(family)
 
     async def is_revoked(self, family_id: str) -> bool:
-        if "\x00" in family_id:
+        if not storable(family_id):
             return False
         return await self._run(lambda conn: self._reason(conn, family_id)) is not None
 
     async def revoke_access(self, jti: str, expires_at: float) -> None:
-        _check_text(jti)
+        check_storable(jti)
         access = self._tables()[4]
 
         async def revoke(conn: Any) -> None:
@@ -1130,7 +1135,7 @@ class PostgresGrantStore(_PostgresStore):
         await self._run(revoke)
 
     async def is_access_revoked(self, jti: str, now: float) -> bool:
-        if "\x00" in jti:
+        if not storable(jti):
             return False
         access = self._tables()[4]
 

@@ -119,6 +119,8 @@ from mcp_core.ports.oauth_stores import (
 )
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
+from ._sql import check_code_record, check_storable, storable
+
 __all__ = [
     "SCHEMA_VERSION",
     "RedisClientStore",
@@ -1067,6 +1069,7 @@ class RedisGrantStore(_RedisStore):
         self._purge = self._script(_GRANT_PURGE)
 
     async def save_code(self, record: CodeRecord) -> None:
+        check_code_record(record)
         await self._ensure_schema()
         keys = [self._code_prefix + record.code_hash, self._codes]
         args: list[str | bytes] = [
@@ -1083,6 +1086,7 @@ class RedisGrantStore(_RedisStore):
             raise GrantConflict(f"code hash {record.code_hash!r} is already stored")
 
     async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        check_storable(code_hash)
         await self._ensure_schema()
         keys = [self._code_prefix + code_hash, self._revoked]
         with self._backend("redeem_code"):
@@ -1097,6 +1101,7 @@ class RedisGrantStore(_RedisStore):
         return CodeRecord(code_hash=code_hash, **orjson.loads(answer[1]))
 
     async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        check_storable(code_hash)
         await self._ensure_schema()
         # Parsed back exactly as the redeem script parses ARGV[1]: both sides agree on the edge.
         instant = float(_number(now, "now"))
@@ -1125,6 +1130,7 @@ class RedisGrantStore(_RedisStore):
         first_token_hash: str,
         now: float,
     ) -> RefreshFamily:
+        check_storable(family_id, subject, client_id, resource, scope, first_token_hash)
         await self._ensure_schema()
         created_at = _number(now, "now")
         keys = [
@@ -1157,6 +1163,7 @@ class RedisGrantStore(_RedisStore):
     async def rotate_refresh(
         self, token_hash: str, new_token_hash: str, now: float
     ) -> RefreshOutcome:
+        check_storable(token_hash, new_token_hash)
         await self._ensure_schema()
         keys = [
             self._token_prefix + token_hash,
@@ -1181,11 +1188,14 @@ class RedisGrantStore(_RedisStore):
         return RefreshOutcome(status=RefreshStatus(status), family=_family_of(answer[1:]))
 
     async def revoke_family(self, family_id: str, reason: str) -> bool:
+        check_storable(family_id, reason)
         await self._ensure_schema()
         with self._backend("revoke_family"):
             return bool(await self._client.hsetnx(self._revoked, family_id, reason))
 
     async def family(self, family_id: str) -> RefreshFamily | None:
+        if not storable(family_id):  # never written, so never found
+            return None
         await self._ensure_schema()
         keys = [self._family_prefix + family_id, self._revoked]
         with self._backend("family"):
@@ -1193,11 +1203,14 @@ class RedisGrantStore(_RedisStore):
         return None if view is None else _family_of(cast(list[bytes], view))
 
     async def is_revoked(self, family_id: str) -> bool:
+        if not storable(family_id):
+            return False
         await self._ensure_schema()
         with self._backend("is_revoked"):
             return bool(await self._client.hexists(self._revoked, family_id))
 
     async def revoke_access(self, jti: str, expires_at: float) -> None:
+        check_storable(jti)
         await self._ensure_schema()
         keys = [self._access_prefix + jti, self._access]
         args = [_number(expires_at, "expires_at"), self._retention_ms, jti]
@@ -1205,6 +1218,8 @@ class RedisGrantStore(_RedisStore):
             await self._revoke_access(keys=keys, args=args)
 
     async def is_access_revoked(self, jti: str, now: float) -> bool:
+        if not storable(jti):
+            return False
         await self._ensure_schema()
         with self._backend("is_access_revoked"):
             found = await self._client.get(self._access_prefix + jti)

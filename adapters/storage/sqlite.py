@@ -63,11 +63,14 @@ from ._sql import (
     SESSION_COLUMNS,
     Migration,
     SchemaTooNew,
+    check_code_record,
+    check_storable,
     decode_session,
     encode_session,
     event_id,
     parse_event_id,
     pending_steps,
+    storable,
 )
 
 __all__ = [
@@ -826,6 +829,7 @@ class SqliteGrantStore(_SqliteStore):
     _steps = OAUTH_GRANT_STEPS
 
     async def save_code(self, record: CodeRecord) -> None:
+        check_code_record(record)
         row = (
             record.code_hash,
             record.client_id,
@@ -851,6 +855,8 @@ class SqliteGrantStore(_SqliteStore):
         await self._db.call(save)
 
     async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        check_storable(code_hash)
+
         def redeem(conn: sqlite3.Connection) -> CodeRecord | CodeOutcome:
             with _immediate(conn):
                 row = conn.execute(
@@ -876,6 +882,8 @@ class SqliteGrantStore(_SqliteStore):
         return await self._db.call(redeem)
 
     async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
+        check_storable(code_hash)
+
         def peek(conn: sqlite3.Connection) -> CodeRecord | CodeOutcome:
             # One SELECT: a consistent snapshot, and no write lock taken.
             row = conn.execute(
@@ -904,6 +912,8 @@ class SqliteGrantStore(_SqliteStore):
         first_token_hash: str,
         now: float,
     ) -> RefreshFamily:
+        check_storable(family_id, subject, client_id, resource, scope, first_token_hash)
+
         def create(conn: sqlite3.Connection) -> RefreshFamily:
             with _immediate(conn):
                 taken = conn.execute(
@@ -942,6 +952,8 @@ class SqliteGrantStore(_SqliteStore):
     async def rotate_refresh(
         self, token_hash: str, new_token_hash: str, now: float
     ) -> RefreshOutcome:
+        check_storable(token_hash, new_token_hash)
+
         def rotate(conn: sqlite3.Connection) -> RefreshOutcome:
             with _immediate(conn):
                 row = conn.execute(
@@ -985,12 +997,18 @@ class SqliteGrantStore(_SqliteStore):
         return await self._db.call(rotate)
 
     async def revoke_family(self, family_id: str, reason: str) -> bool:
+        check_storable(family_id, reason)
         return await self._db.call(lambda conn: _revoke_family(conn, family_id, reason))
 
     async def family(self, family_id: str) -> RefreshFamily | None:
+        if not storable(family_id):  # never written, so never found
+            return None
         return await self._db.call(lambda conn: _family(conn, family_id))
 
     async def is_revoked(self, family_id: str) -> bool:
+        if not storable(family_id):
+            return False
+
         def is_revoked(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 f"SELECT 1 FROM {_FAMILY_REVOCATIONS} WHERE family_id = ?", (family_id,)
@@ -1000,6 +1018,8 @@ class SqliteGrantStore(_SqliteStore):
         return await self._db.call(is_revoked)
 
     async def revoke_access(self, jti: str, expires_at: float) -> None:
+        check_storable(jti)
+
         def revoke(conn: sqlite3.Connection) -> None:
             conn.execute(
                 f"INSERT INTO {_ACCESS_REVOCATIONS} (jti, expires_at) VALUES (?, ?) "
@@ -1010,6 +1030,9 @@ class SqliteGrantStore(_SqliteStore):
         await self._db.call(revoke)
 
     async def is_access_revoked(self, jti: str, now: float) -> bool:
+        if not storable(jti):
+            return False
+
         def is_revoked(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
                 f"SELECT 1 FROM {_ACCESS_REVOCATIONS} WHERE jti = ? AND ? <= expires_at",

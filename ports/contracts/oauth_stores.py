@@ -1,10 +1,16 @@
 """The `ClientStore` and `GrantStore` contracts (see `mcp_core.ports.oauth_stores`).
 
 Besides the examples and the model-based machines, the grant contract races: many redeems of
-one code, peeks racing a redeem, and many rotations of one refresh token, started together as
-tasks on one event loop and spread over two handles on the same data (`open_again`), so an
-adapter whose atomicity depends on its connection (SQLite, PostgreSQL, Redis) is checked across
-connections too.
+one code, peeks racing a redeem, many rotations of one refresh token, a family's creation racing
+the replay of its code, and a purge racing a rotation, started together as tasks on one event
+loop and spread over two handles on the same data (`open_again`), so an adapter whose atomicity
+depends on its connection (SQLite, PostgreSQL, Redis) is checked across connections too. The
+two-party races run for `race_rounds` rounds on fresh ids, alternating which side starts first
+and which handle each side uses, and accept any interleaving but check that each ends in one of
+the states the port allows, never a mix of two.
+
+It also checks the rule on text no backend can hold (a lone surrogate, a NUL): `ValueError`
+from every write, "not found" from the plain reads, nothing stored either way.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from mcp_core.ports.credentials import StoreUnavailable
 from mcp_core.ports.oauth_stores import (
     ClientSource,
     ClientStore,
@@ -36,9 +43,11 @@ from mcp_core.ports.oauth_stores import (
 
 from ._portal import Driver, driver
 
-__all__ = ["ClientStoreContract", "GrantStoreContract"]
+__all__ = ["UNSTORABLE_TEXT", "ClientStoreContract", "GrantStoreContract"]
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 
 CODE_TTL = 600.0  # OAuth 2.1 §4.1.2: codes live at most 10 minutes
 
@@ -89,6 +98,29 @@ async def _together(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
         for i in range(len(calls)):
             tg.start_soon(one, i)
     return [results[i] for i in range(len(calls))]
+
+
+async def _both(
+    first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]
+) -> tuple[A, B]:
+    """Start `first`, then `second`, as two tasks at once; both results."""
+    a: list[A] = []
+    b: list[B] = []
+
+    async def run_first() -> None:
+        a.append(await first())
+
+    async def run_second() -> None:
+        b.append(await second())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_first)
+        tg.start_soon(run_second)
+    return a[0], b[0]
+
+
+# Text no backend can store: no UTF-8 encoding (a lone surrogate), and NUL (PostgreSQL text).
+UNSTORABLE_TEXT = ("h\udcff", "h\x00")
 
 
 class ClientStoreContract:
@@ -205,6 +237,7 @@ class GrantStoreContract:
 
     max_examples = 40
     racers = 16
+    race_rounds = 30
 
     def make_store(self) -> GrantStore:
         raise NotImplementedError
@@ -461,6 +494,189 @@ class GrantStoreContract:
         assert statuses.count(RefreshStatus.REUSED) == 1
         assert statuses.count(RefreshStatus.REVOKED) == self.racers - 2
         assert run(store.is_revoked, "fam-1") is True
+
+    def test_a_replay_racing_create_family_never_leaves_a_live_family(self, run: Driver) -> None:
+        """OAuth 2.1 §4.1.3: the token response creates the family while a replay of the code
+        revokes it. Whichever lands first, the family ends revoked or can never be created."""
+        store = run.build(self.make_store)
+        handles = (store, run.build(lambda: self.open_again(store)))
+
+        async def create(handle: GrantStore, family_id: str, token: str) -> RefreshFamily | None:
+            try:
+                return await handle.create_family(
+                    family_id,
+                    subject="alice",
+                    client_id="client-1",
+                    resource="https://mcp.example/mcp",
+                    scope="tools:read",
+                    first_token_hash=token,
+                    now=1000.0,
+                )
+            except GrantConflict:
+                return None
+
+        async def rounds() -> tuple[int, int]:
+            created_count = refused_count = 0
+            for i in range(self.race_rounds):
+                family_id, token = f"fam-{i}", f"t-{i}"
+                record = code(f"h-{i}", family_id=family_id)
+                await store.save_code(record)
+                assert await store.redeem_code(record.code_hash, 1001.0) == record
+                creator, replayer = handles[i % 2], handles[(i // 2 + 1) % 2]
+                create_call = partial(create, creator, family_id, token)
+                replay_call = partial(replayer.redeem_code, record.code_hash, 1002.0)
+                if i % 3 == 0:
+                    replayed, created = await _both(replay_call, create_call)
+                else:
+                    created, replayed = await _both(create_call, replay_call)
+                assert replayed == CodeOutcome(status=CodeStatus.REPLAYED, family_id=family_id)
+                assert await store.is_revoked(family_id) is True
+                family = await store.family(family_id)
+                if created is not None:
+                    # Created first: the replay revoked it, with its token.
+                    created_count += 1
+                    assert family == attrs.evolve(created, revoked_reason="code_replayed")
+                    outcome = await store.rotate_refresh(token, f"u-{i}", 1003.0)
+                    assert outcome.status is RefreshStatus.REVOKED
+                else:
+                    # The replay came first: the id is revoked and can never be created.
+                    refused_count += 1
+                    assert family is None
+                    assert await create(handles[1], family_id, f"v-{i}") is None
+                    assert await store.family(family_id) is None
+                    unknown = RefreshOutcome(status=RefreshStatus.UNKNOWN)
+                    assert await store.rotate_refresh(token, f"u-{i}", 1003.0) == unknown
+            return created_count, refused_count
+
+        created_count, refused_count = run(rounds)
+        assert created_count + refused_count == self.race_rounds
+
+    def test_a_purge_racing_a_rotation_keeps_or_forgets_the_whole_family(self, run: Driver) -> None:
+        """A family rotated before `before` races its own rotation: either the rotation wins
+        (the family stays, with the new token current, uncounted) or the purge does (the family
+        and every token are gone, counted once); never a family without its tokens, nor a
+        token left rotating in a purged family."""
+        store = run.build(self.make_store)
+        handles = (store, run.build(lambda: self.open_again(store)))
+
+        async def rounds() -> tuple[int, int]:
+            kept = purged = 0
+            for i in range(self.race_rounds):
+                family_id, old, new = f"fam-{i}", f"t-{i}", f"n-{i}"
+                await store.create_family(
+                    family_id,
+                    subject="alice",
+                    client_id="client-1",
+                    resource="https://mcp.example/mcp",
+                    scope="tools:read",
+                    first_token_hash=old,
+                    now=1000.0,
+                )
+                rotator, purger = handles[i % 2], handles[(i // 2 + 1) % 2]
+                rotate_call = partial(rotator.rotate_refresh, old, new, 3000.0)
+                purge_call = partial(purger.purge, 2000.0)
+                if i % 3 == 0:
+                    count, outcome = await _both(purge_call, rotate_call)
+                else:
+                    outcome, count = await _both(rotate_call, purge_call)
+                family = await store.family(family_id)
+                if outcome.status is RefreshStatus.ROTATED:
+                    kept += 1
+                    assert count == 0
+                    assert family is not None
+                    assert outcome.family == family
+                    assert (family.current_token_hash, family.generation) == (new, 1)
+                    assert (family.rotated_at, family.revoked_reason) == (3000.0, None)
+                    # Both tokens are still there: the new one rotates, the old one is reuse.
+                    again = await store.rotate_refresh(new, f"m-{i}", 3001.0)
+                    assert again.status is RefreshStatus.ROTATED
+                    assert (await store.rotate_refresh(old, f"x-{i}", 3002.0)).status is (
+                        RefreshStatus.REUSED
+                    )
+                else:
+                    purged += 1
+                    assert outcome == RefreshOutcome(status=RefreshStatus.UNKNOWN)
+                    assert count == 1
+                    assert family is None
+                    assert await store.is_revoked(family_id) is False
+                    for token in (old, new):
+                        gone = await store.rotate_refresh(token, f"x-{i}", 3001.0)
+                        assert gone == RefreshOutcome(status=RefreshStatus.UNKNOWN)
+                    # The id and both hashes are free again (no row was left behind).
+                    await store.create_family(
+                        family_id,
+                        subject="alice",
+                        client_id="client-1",
+                        resource="https://mcp.example/mcp",
+                        scope="tools:read",
+                        first_token_hash=new,
+                        now=5000.0,
+                    )
+                    again = await store.rotate_refresh(new, old, 5001.0)
+                    assert again.status is RefreshStatus.ROTATED
+            return kept, purged
+
+        kept, purged = run(rounds)
+        assert kept + purged == self.race_rounds
+
+    # ---- text the store cannot hold -----------------------------------------------------------
+
+    def test_text_the_store_cannot_hold_is_a_value_error_and_stores_nothing(
+        self, run: Driver
+    ) -> None:
+        store = run.build(self.make_store)
+        live = self._family(run, store, "fam-live", "t-live")
+        fields = (
+            "code_hash",
+            "client_id",
+            "redirect_uri",
+            "resource",
+            "scope",
+            "subject",
+            "code_challenge",
+            "family_id",
+        )
+        for bad in UNSTORABLE_TEXT:
+            changes: list[dict[str, Any]] = [{field: bad} for field in fields]
+            writes: list[Callable[[], Awaitable[object]]] = [
+                *(partial(store.save_code, attrs.evolve(code("h-ok"), **c)) for c in changes),
+                partial(store.redeem_code, bad, 1001.0),
+                partial(store.peek_code, bad, 1001.0),
+                partial(store.rotate_refresh, bad, "t-new", 1010.0),
+                partial(store.rotate_refresh, "t-live", bad, 1010.0),
+                partial(store.revoke_family, bad, "admin"),
+                partial(store.revoke_family, "fam-live", bad),
+                partial(store.revoke_access, bad, 2000.0),
+            ]
+            for argument in range(6):
+                texts = ["fam-new", "alice", "client-1", "https://mcp.example/mcp", "s", "t-9"]
+                texts[argument] = bad
+                family_id, subject, client_id, resource, scope, token = texts
+                writes.append(
+                    partial(
+                        store.create_family,
+                        family_id,
+                        subject=subject,
+                        client_id=client_id,
+                        resource=resource,
+                        scope=scope,
+                        first_token_hash=token,
+                        now=1000.0,
+                    )
+                )
+            for write in writes:
+                with pytest.raises(ValueError) as caught:  # noqa: PT011 - the port fixes the type only
+                    run(write)
+                assert not isinstance(caught.value, StoreUnavailable)
+            # The plain reads answer as for an id never stored.
+            assert run(store.family, bad) is None
+            assert run(store.is_revoked, bad) is False
+            assert run(store.is_access_revoked, bad, 1000.0) is False
+        # Nothing was written, and the live family was neither rotated nor revoked.
+        assert run(store.peek_code, "h-ok", 1001.0) == CodeOutcome(status=CodeStatus.UNKNOWN)
+        assert run(store.family, "fam-live") == live
+        assert run(store.family, "fam-new") is None
+        assert run(store.purge, 1e12) == 1  # the live family, and nothing else
 
     # ---- access tokens ------------------------------------------------------------------------
 

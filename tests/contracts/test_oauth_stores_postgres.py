@@ -10,6 +10,7 @@ rotations run on different connections and meet only in the database.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
@@ -20,7 +21,12 @@ from mcp_core.adapters.storage.postgres import (
     SchemaTooNew,
 )
 from mcp_core.ports.contracts._portal import Driver, driver
-from mcp_core.ports.contracts.oauth_stores import ClientStoreContract, GrantStoreContract
+from mcp_core.ports.contracts.oauth_stores import (
+    UNSTORABLE_TEXT,
+    ClientStoreContract,
+    GrantStoreContract,
+    code,
+)
 from mcp_core.ports.credentials import StoreUnavailable
 from mcp_core.ports.oauth_stores import ClientStore, GrantStore, RegisteredClient
 
@@ -96,6 +102,26 @@ class TestPostgresGrantStore(_FreshSchemas, GrantStoreContract):
         newer = PostgresGrantStore(self.pool, schema=schema)
         with pytest.raises(SchemaTooNew, match="schema version 99"):
             run(newer.is_revoked, "fam")
+
+
+def test_unstorable_text_is_refused_before_any_io() -> None:
+    """With no server to reach, a `ValueError` (not `StoreUnavailable`) proves nothing was sent:
+    a NUL (PostgreSQL text refuses it) and a lone surrogate (asyncpg cannot encode it)."""
+    dsn = "postgresql://postgres@127.0.0.1:1/test"
+    with driver() as run:
+        grants = run.build(lambda: PostgresGrantStore(dsn, connect_timeout=1.0))
+        for bad in UNSTORABLE_TEXT:
+            for call in (
+                partial(grants.save_code, code(bad)),
+                partial(grants.redeem_code, bad, 1000.0),
+                partial(grants.revoke_family, "fam-1", bad),
+            ):
+                with pytest.raises(ValueError) as caught:  # noqa: PT011 - the type is the rule
+                    run(call)
+                assert not isinstance(caught.value, StoreUnavailable)
+            assert run(grants.family, bad) is None
+        with pytest.raises(StoreUnavailable):  # the same store, given good text, does try
+            run(grants.family, "fam-1")
 
 
 def test_an_unreachable_server_is_store_unavailable() -> None:

@@ -17,12 +17,18 @@ import itertools
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
 from mcp_core.adapters.storage.redis import RedisClientStore, RedisGrantStore
 from mcp_core.ports.contracts._portal import Driver, driver
-from mcp_core.ports.contracts.oauth_stores import ClientStoreContract, GrantStoreContract, code
+from mcp_core.ports.contracts.oauth_stores import (
+    UNSTORABLE_TEXT,
+    ClientStoreContract,
+    GrantStoreContract,
+    code,
+)
 from mcp_core.ports.credentials import StoreUnavailable
 from mcp_core.ports.oauth_stores import (
     ClientStore,
@@ -184,6 +190,27 @@ class TestRedisGrantStore(_FreshPrefixes, GrantStoreContract):
 
 async def _keys(store: RedisGrantStore, pattern: str) -> list[bytes]:
     return [key async for key in store.client.scan_iter(match=pattern, count=500)]
+
+
+def test_unstorable_text_is_refused_before_any_io() -> None:
+    """With no server to reach, a `ValueError` (not `StoreUnavailable`) proves nothing was sent."""
+    with driver() as run:
+        grants = run.build(lambda: RedisGrantStore("redis://127.0.0.1:1/0", socket_timeout=1.0))
+        try:
+            for bad in UNSTORABLE_TEXT:
+                for call in (
+                    partial(grants.save_code, code(bad)),
+                    partial(grants.redeem_code, bad, 1000.0),
+                    partial(grants.revoke_family, "fam-1", bad),
+                ):
+                    with pytest.raises(ValueError) as caught:  # noqa: PT011 - the type is the rule
+                        run(call)
+                    assert not isinstance(caught.value, StoreUnavailable)
+                assert run(grants.family, bad) is None
+            with pytest.raises(StoreUnavailable):  # the same store, given good text, does try
+                run(grants.family, "fam-1")
+        finally:
+            run(grants.aclose)
 
 
 def test_an_unreachable_server_is_store_unavailable() -> None:

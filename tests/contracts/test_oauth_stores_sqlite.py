@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,13 @@ from mcp_core.adapters.storage.sqlite import (
     SqliteGrantStore,
 )
 from mcp_core.ports.contracts._portal import Driver, driver
-from mcp_core.ports.contracts.oauth_stores import ClientStoreContract, GrantStoreContract
+from mcp_core.ports.contracts.oauth_stores import (
+    UNSTORABLE_TEXT,
+    ClientStoreContract,
+    GrantStoreContract,
+    code,
+)
+from mcp_core.ports.credentials import StoreUnavailable
 from mcp_core.ports.oauth_stores import ClientStore, GrantStore
 
 
@@ -107,3 +114,27 @@ def test_a_file_at_the_first_grant_schema_gains_the_purge_indexes(tmp_path: Path
     conn.close()
     assert set(indexes) <= found
     assert version == (len(OAUTH_GRANT_STEPS),)
+
+
+def test_unstorable_text_is_refused_before_any_io(tmp_path: Path) -> None:
+    """On a path that cannot be opened (its folder is a file), a `ValueError` (not
+    `StoreUnavailable`) proves the store never touched the file."""
+    (tmp_path / "not-a-folder").write_text("")
+    path = tmp_path / "not-a-folder" / "grants.sqlite3"
+    with driver() as run:
+        grants = run.build(lambda: SqliteGrantStore(path))
+        try:
+            for bad in UNSTORABLE_TEXT:
+                for call in (
+                    partial(grants.save_code, code(bad)),
+                    partial(grants.redeem_code, bad, 1000.0),
+                    partial(grants.revoke_family, "fam-1", bad),
+                ):
+                    with pytest.raises(ValueError) as caught:  # noqa: PT011 - the type is the rule
+                        run(call)
+                    assert not isinstance(caught.value, StoreUnavailable)
+                assert run(grants.family, bad) is None
+            with pytest.raises(StoreUnavailable):  # the same store, given good text, does try
+                run(grants.family, "fam-1")
+        finally:
+            run(grants.close)
