@@ -32,6 +32,13 @@ Send = Callable[[Message], Awaitable[None]]
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Lowercase names; a header sent several times joined with ", " (RFC 9110 5.3)."""
+    if not isinstance(raw, (list, tuple)):  # ASGI allows any iterable; read it once
+        raw = list(raw)
+    # The usual case, every name once, in one comprehension (it runs for every request); a
+    # repeated name leaves fewer keys than headers, and the loop below joins the values.
+    fast = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in raw}
+    if len(fast) == len(raw):
+        return fast
     out: dict[str, str] = {}
     for key, value in raw:
         name = key.decode("latin-1").lower()

@@ -14,7 +14,7 @@ import orjson
 
 from ..protocol.jsonrpc import error_payload
 
-__all__ = ["HttpRequest", "HttpResponse", "error_response", "json_response"]
+__all__ = ["JSON_HEADERS", "HttpRequest", "HttpResponse", "error_response", "json_response"]
 
 
 @attrs.frozen(kw_only=True)
@@ -35,12 +35,17 @@ class HttpResponse:
     body: bytes = b""
 
 
+# The headers of a JSON response with no others: one shared tuple, so that an adapter can
+# recognise it (`is`) and reuse its encoded form.
+JSON_HEADERS: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
+
+
 def json_response(
     payload: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()
 ) -> HttpResponse:
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return HttpResponse(
-        status=status, headers=(("content-type", "application/json"), *headers), body=body
+        status=status, headers=(*JSON_HEADERS, *headers) if headers else JSON_HEADERS, body=body
     )
 
 

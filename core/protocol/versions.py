@@ -72,7 +72,8 @@ def era_of_request(method: str, params: Mapping[str, Any] | None) -> Era:
     if method == "initialize" or not params:
         return Era.LEGACY
     meta = params.get("_meta")
-    if isinstance(meta, Mapping):
+    # `is not None` first: most requests have no `_meta`, and an ABC check of None is slow.
+    if meta is not None and isinstance(meta, Mapping):
         for key in _META_VERSION_KEYS:
             version = meta.get(key)
             if isinstance(version, str) and version in MODERN_VERSIONS:

@@ -10,7 +10,8 @@ advertised to, so a session only ever uses what it negotiated.
 The dispatcher knows nothing of transports: a transport hands it a session, a parsed message
 and an `Outbound` for the request's stream, and gets back the response in wire form. Each
 request runs in its own cancel scope; `notifications/cancelled` cancels it, and a cancelled
-request gets no response (2025-11-25 Utilities > Cancellation).
+request gets no response (2025-11-25 Utilities > Cancellation). A handler that never suspends
+(`runs_inline`) cannot be reached by a cancellation, so it runs without a scope.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ Handler = Callable[[ServerSession, dict[str, Any], Context], Awaitable[dict[str,
 CompletionHandler = Callable[..., Any]
 
 MAX_COMPLETION_VALUES = 100
+
+# Methods whose handlers (below) never await anything: see `McpServer.runs_inline`.
+_INLINE_METHODS = frozenset(
+    {
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "logging/setLevel",
+    }
+)
 
 
 class McpServer:
@@ -415,11 +429,19 @@ class McpServer:
             if entry is None:
                 raise McpError(errors.METHOD_NOT_FOUND, f"Method not found: {method}")
             feature, handler = entry
-            session.machine.handle(RequestReceived(method=method))
+            machine = session.machine
+            if machine.state is not SessionState.READY:
+                # In `ready` a request leaves the machine where it is, with no effects (see the
+                # session table), so only the other states pay for the event: they may refuse.
+                machine.handle(RequestReceived(method=method))
             if feature is not None and feature not in session.server_capabilities:
                 raise McpError(errors.METHOD_NOT_FOUND, f"Method not found: {method}")
             meta = params.get("_meta")
             ctx = Context(session, request_id, meta if isinstance(meta, dict) else None, outbound)
+            if self.runs_inline(method, params):
+                # Nothing can cancel a handler that never suspends: no scope, nothing tracked.
+                result = await handler(session, params, ctx)
+                return {"jsonrpc": "2.0", "id": request_id, "result": result}
             with anyio.CancelScope() as scope:
                 session.track(request_id, scope)
                 try:
@@ -441,6 +463,23 @@ class McpServer:
         except Exception:
             log.exception("request %s (%s) failed", request_id, method)
             return error_payload(request_id, errors.INTERNAL_ERROR, "Internal error")
+
+    def runs_inline(self, method: str, params: dict[str, Any] | None) -> bool:
+        """Whether a request's handler runs to its end without ever suspending.
+
+        Cancellation (`notifications/cancelled`, a closing session) can only reach a handler at
+        an await that suspends, so such a handler needs no cancel scope and need not be
+        tracked: entering an anyio `CancelScope` is a good part of a small request's cost.
+        True for the listing and subscription methods, whose handlers never await, and for
+        `tools/call` of a plain `def` tool called inline (not `async def`, not run in a thread).
+        Transports use it too: such a handler has sent everything it will send by the time
+        `handle_request` returns, so it needs no task of its own.
+        """
+        if method == "tools/call":
+            name = params.get("name") if params else None
+            tool = self.tools.get(name) if isinstance(name, str) else None
+            return tool is not None and not tool.is_async and not tool.run_in_thread
+        return method in _INLINE_METHODS
 
     async def handle_notification(self, session: ServerSession, note: Notification) -> None:
         method = note.method

@@ -10,7 +10,11 @@ Accept, Content-Type, protocol version); then the message goes to the `McpServer
 A POST that carries a request is answered as JSON or as an SSE stream, chosen per request
 (`response_mode`): "json" always answers JSON; "sse" always streams; "auto" (the default) waits
 for the handler's first output: if that is the response, it is sent as JSON; if the handler
-first sends a notification or a request of its own, the answer becomes an SSE stream.
+first sends a notification or a request of its own, the answer becomes an SSE stream. A handler
+that can suspend runs in a task of its own, so its messages are streamed while it runs; one
+that cannot (`McpServer.runs_inline`) runs in the request's task, and what it sent is written
+once it returns, the same messages in the same order. An SSE reply's first event goes out with
+the priming event, and its response with the end of the stream, each in one write.
 
 Every SSE event is appended to the `EventStore` before it is written, and gets an id unique in
 its session. A stream starts with a priming event (an id, empty data and a `retry` hint) for
@@ -37,7 +41,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import anyio
 import attrs
@@ -91,7 +95,9 @@ class Responder(Protocol):
         """Write a chunk of the stream; False once the client is gone."""
         ...
 
-    async def end_stream(self) -> None: ...
+    async def end_stream(self, last: bytes = b"") -> None:
+        """End the stream; `last`, if any, is its final chunk, sent with the end in one go."""
+        ...
 
     async def wait_disconnect(self) -> None:
         """Return when the client has gone away."""
@@ -180,9 +186,10 @@ class _LiveStream:
             self.listener = None
 
 
-@attrs.frozen
-class _Caller:
-    """Who is asking: the subject and the OAuth client of the request's access token."""
+class _Caller(NamedTuple):
+    """Who is asking: the subject and the OAuth client of the request's access token.
+
+    A named tuple, not an attrs class: one is built for every request."""
 
     subject: str | None
     client_id: str | None
@@ -500,6 +507,14 @@ class StreamableHttpService:
         elif isinstance(message, (Response, ErrorResponse)):
             self.server.handle_response(session, message)
             await responder.respond(_ACCEPTED)
+        elif self.config.response_mode == "json":
+            # JSON mode, the lightest path: the handler runs in this task, its answer is the body.
+            answer = await self.server.handle_request(
+                session, message, _JsonOutbound(found.standalone)
+            )
+            await responder.respond(
+                json_response(answer if answer is not None else _cancelled(message))
+            )
         else:
             await self._serve_request(found, message, responder)
 
@@ -561,19 +576,25 @@ class StreamableHttpService:
     async def _serve_request(
         self, state: _HttpSession, request: Request, responder: Responder
     ) -> None:
+        """Serve a request in "sse" or "auto" mode ("json" is served by `_post` itself)."""
         session = state.session
         mode = self.config.response_mode
-        if mode == "json":
-            response = await self.server.handle_request(
-                session, request, _JsonOutbound(state.standalone)
-            )
-            if response is None:
-                response = _cancelled(request)
-            await responder.respond(json_response(response))
-            return
-
         send, receive = anyio.create_memory_object_stream[Any](math.inf)
         outbound = _RequestOutbound(send)
+        if self.server.runs_inline(request.method, request.params):
+            # A handler that never suspends needs no task: once it returns, everything it sent
+            # is in the stream, in order, followed by its response.
+            with send:
+                response = await self.server.handle_request(session, request, outbound)
+                send.send_nowait((True, response))
+            with receive:
+                first = receive.receive_nowait()
+                if mode == "auto" and first is not _CLOSE and first[0]:
+                    response = first[1] if first[1] is not None else _cancelled(request)
+                    await responder.respond(json_response(response))
+                    return
+                await self._stream(state, first, receive, outbound, responder)
+            return
 
         async def run() -> None:
             with send:
@@ -614,13 +635,20 @@ class StreamableHttpService:
         stream_id = state.new_stream_id()
         live = state.live[stream_id] = _LiveStream()
         connected = True
+        head = b""
         try:
             await responder.start_stream(200, _SSE_HEADERS)
-            connected = await self._prime(session, stream_id, responder)
+            # The priming event is stored now and written with the first message's event, in
+            # one chunk: the same bytes in the same order as two writes, one socket write less.
+            head = await self._priming_event(session, stream_id)
             item: Any = first
             while True:
                 if connected and (item is _CLOSE or live.listener is not None):
-                    await responder.end_stream()
+                    if head:
+                        connected = await responder.write(head)
+                        head = b""
+                    if connected:
+                        await responder.end_stream()
                     connected = False
                 if item is not _CLOSE:
                     final, message = item
@@ -632,8 +660,13 @@ class StreamableHttpService:
                         if self.events is not None
                         else None
                     )
+                    if connected and final:  # the response: its event and the end in one go
+                        await responder.end_stream(head + wire.sse_event(payload, event_id))
+                        connected = False
+                        break
                     if connected:
-                        connected = await responder.write(wire.sse_event(payload, event_id))
+                        connected = await responder.write(head + wire.sse_event(payload, event_id))
+                        head = b""
                     else:
                         live.forward(event_id, payload)
                     if final:
@@ -645,16 +678,24 @@ class StreamableHttpService:
         finally:
             state.live.pop(stream_id, None)
             live.finish()
+            if connected and head:  # nothing followed the priming event (a cancelled request)
+                connected = await responder.write(head)
             if connected:
                 await responder.end_stream()
 
-    async def _prime(self, session: ServerSession, stream_id: str, responder: Responder) -> bool:
-        """Send the priming event (2025-11-25+, with resumability on); False if disconnected."""
+    async def _priming_event(self, session: ServerSession, stream_id: str) -> bytes:
+        """Store the priming event (2025-11-25+, with resumability on) and return its bytes;
+        empty when the stream gets none."""
         if self.events is None or (session.protocol_version or "") < "2025-11-25":
-            return True
+            return b""
         assert session.id is not None
         event_id = await self.events.append(session.id, stream_id, b"")
-        return await responder.write(wire.sse_event(b"", event_id, self.config.retry_ms))
+        return wire.sse_event(b"", event_id, self.config.retry_ms)
+
+    async def _prime(self, session: ServerSession, stream_id: str, responder: Responder) -> bool:
+        """Send the priming event (see `_priming_event`); False if disconnected."""
+        event = await self._priming_event(session, stream_id)
+        return await responder.write(event) if event else True
 
     # ---- GET ------------------------------------------------------------------------------
 
