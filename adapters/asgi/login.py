@@ -8,10 +8,16 @@ requests to them and keeps the little state a sign-in needs.
 
 Routes, relative to the issuer's path:
 - `GET /login?next=<path>`: the relay form's markup with the operator's fields, a fresh
-  one-time nonce in the form and the same nonce in a `SameSite=Strict` cookie scoped to
-  `/login`. A post must carry both (the nonce is spent on first use, right or wrong): a
-  cross-site page can neither read the form's nonce nor make the browser send the cookie, so
-  it can neither post as the user nor sign the user in as someone else (login CSRF).
+  signed nonce in the form (`core.http.login.sign_form_nonce`: HMAC-SHA256 under the key, with
+  an expiry `form_ttl` away) and the same nonce in a `SameSite=Strict` cookie scoped to
+  `/login`. A post must carry both, equal, with a MAC that verifies and an expiry not passed:
+  a cross-site page can neither read the form's nonce nor make the browser send the cookie, so
+  it can neither post as the user nor sign the user in as someone else (login CSRF). Every
+  answer that shows the form again sets a fresh nonce, and success clears the cookie. Nothing
+  is remembered, so any node holding the key accepts a form another node rendered; the price
+  is that a nonce is not single use within its lifetime, which the double submit makes
+  harmless (only the browser holding both copies can post it, and its credentials are
+  checked every time).
 - `POST /login?next=<path>`: the fields are checked as the relay form checks them, then the
   operator's `verify(values)` decides (it returns the subject or None). Before it is called,
   the client address and the user name (the `username_field`'s value, case-folded) must be
@@ -28,17 +34,15 @@ is refused with 400, never redirected to. `AuthorizationApp` sends a user with n
 here through `login_url(next)` (the `LoginRedirector` protocol), and `create_secured_app(...,
 authenticator=login)` mounts `paths` next to the authorization server's routes.
 
-State: the HMAC key (given, or drawn from the `Random` port when the app is built: sessions
-then end with the process, and each node has its own; give the same key to every node),
-pending nonces (at most `max_pending`, each valid `form_ttl` seconds, the oldest dropped
-first) and the failure counters (bounded likewise). Time comes from the `Clock` port.
+State: the HMAC key, which signs both the session cookie and the form nonces (given, or drawn
+from the `Random` port when the app is built: sessions and forms then end with the process,
+and each node has its own; give the same key to every node), and the failure counters (at most
+`max_tracked` keys each, per process). Time comes from the `Clock` port.
 """
 
 from __future__ import annotations
 
-import base64
 import hmac
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -48,6 +52,7 @@ import attrs
 from mcp_core.core.http.login import (
     FailureLimiter,
     LoginPage,
+    check_form_nonce,
     cookie_secure,
     cookie_values,
     expired_cookie,
@@ -55,6 +60,7 @@ from mcp_core.core.http.login import (
     render_login,
     safe_next,
     session_cookie,
+    sign_form_nonce,
     sign_session,
 )
 from mcp_core.core.http.messages import HttpResponse
@@ -111,7 +117,6 @@ class FormLogin:
         session_ttl: float = 8 * 3600.0,
         cookie_name: str = "mcp_core_session",
         form_ttl: float = 600.0,
-        max_pending: int = 10_000,
         address_failures: tuple[int, float] = (20, 900.0),
         username_failures: tuple[int, float] = (5, 900.0),
         max_tracked: int = 10_000,
@@ -122,8 +127,6 @@ class FormLogin:
             raise ValueError("session_ttl and form_ttl must be positive")
         if key is not None and len(key) < 32:
             raise ValueError("the session key is at least 32 bytes")
-        if max_pending < 1:
-            raise ValueError("max_pending is at least 1")
         self.fields = check_fields(fields)
         names = [field.name for field in self.fields]
         if username_field is None:
@@ -141,7 +144,6 @@ class FormLogin:
         self.session_ttl = session_ttl
         self.cookie_name = cookie_name
         self.form_ttl = form_ttl
-        self.max_pending = max_pending
         self.address_of = address_of
         self.origin_policy = origin_policy if origin_policy is not None else OriginPolicy()
         self._addresses = FailureLimiter(
@@ -156,11 +158,9 @@ class FormLogin:
         self.logout_path = f"{base}/logout"
         self.authorize_path = f"{base}/authorize"
         self._nonce_cookie = f"{cookie_name}_form"
-        # nonce -> deadline (wall clock); insertion order is age order.
-        self._pending: OrderedDict[str, float] = OrderedDict()
 
     def __repr__(self) -> str:
-        return f"FormLogin(issuer={self.issuer!r}, pending={len(self._pending)})"
+        return f"FormLogin(issuer={self.issuer!r})"
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -228,7 +228,7 @@ class FormLogin:
             return self._notice(413, "Too large", "The form data is too large.")
         except FormError as error:
             return self._notice(error.status, "Not accepted", error.message)
-        if not self._spend_nonce(submission.nonce, headers.get("cookie")):
+        if not self._check_nonce(submission.nonce, headers.get("cookie")):
             return self._form(action, error="This form has expired; please try again.", status=400)
         shown = {f.name: submission.values[f.name] for f in self.fields if not f.secret}
         problems = field_problems(self.fields, submission.values)
@@ -322,21 +322,13 @@ class FormLogin:
         return ("set-cookie", cleared)
 
     def _new_nonce(self) -> str:
-        now = self.clock.wall()
-        while self._pending:
-            oldest, deadline = next(iter(self._pending.items()))
-            if deadline > now and len(self._pending) < self.max_pending:
-                break
-            del self._pending[oldest]
-        nonce = base64.urlsafe_b64encode(self.random.token(32)).rstrip(b"=").decode("ascii")
-        self._pending[nonce] = now + self.form_ttl
-        return nonce
+        expires_at = self.clock.wall() + self.form_ttl
+        return sign_form_nonce(self._key, self.issuer, self.random.token(32), expires_at)
 
-    def _spend_nonce(self, nonce: str, cookie_header: str | None) -> bool:
-        """Whether `nonce` was issued here, is unexpired and unspent, and the browser holds it
-        in the form cookie too. Spent either way."""
-        deadline = self._pending.pop(nonce, None) if nonce else None
-        if deadline is None or deadline <= self.clock.wall():
+    def _check_nonce(self, nonce: str, cookie_header: str | None) -> bool:
+        """Whether `nonce` was signed with this key (on any node), is unexpired, and the
+        browser holds it in the form cookie too (double submit)."""
+        if not nonce or not check_form_nonce(self._key, self.issuer, nonce, self.clock.wall()):
             return False
         held = cookie_values(cookie_header, self._nonce_cookie)
         return any(hmac.compare_digest(value.encode(), nonce.encode()) for value in held)

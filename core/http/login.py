@@ -22,6 +22,17 @@ the browser but cannot recall a copy (the lifetime bounds it). The cookie is `Ht
 cross-site posts), `Path=<issuer path>` and `Secure` unless the issuer is plain http on a
 loopback host (`cookie_secure`).
 
+The form's CSRF nonce is stateless too: `f1.<base64url(random)>.<expiry>.<base64url(mac)>`,
+the HMAC-SHA256 taken with the same key over a label of its own, the issuer and the rest of the
+value (`sign_form_nonce`, `check_form_nonce`), so it cannot pass for a session cookie nor a
+cookie for it. The form carries it and a `SameSite=Strict` cookie holds the same value (a double
+submit): any node holding the key accepts a post of a form another node rendered. Nothing
+remembers it, so it is not single use: within its lifetime the browser that holds both copies
+may post it again. That is enough for what it defends against (login CSRF): a cross-site page
+can neither read the form nor make the browser send the Strict cookie, and a replay by the
+browser itself proves nothing more than the first post did (the credentials are checked each
+time, under the failure limits).
+
 `next` (where to go after signing in) is an open-redirect hazard (RFC 9700 4.11): only a
 relative reference whose path is exactly the authorization endpoint's, with an optional query,
 is accepted (`safe_next`); an absolute URL, a scheme-relative `//host`, a backslash, a control
@@ -54,6 +65,7 @@ __all__ = [
     "MAX_NEXT_LENGTH",
     "FailureLimiter",
     "LoginPage",
+    "check_form_nonce",
     "cookie_secure",
     "cookie_values",
     "expired_cookie",
@@ -61,6 +73,7 @@ __all__ = [
     "render_login",
     "safe_next",
     "session_cookie",
+    "sign_form_nonce",
     "sign_session",
 ]
 
@@ -69,6 +82,9 @@ LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 MAX_NEXT_LENGTH: Final = 9 * 1024
 MAX_SUBJECT_LENGTH: Final = 512
 _VERSION: Final = "v1"
+_NONCE_VERSION: Final = "f1"
+_NONCE_LABEL: Final = b"mcp-core login form nonce v1\x00"
+MAX_NONCE_LENGTH: Final = 256
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _B64 = re.compile(r"[A-Za-z0-9_-]+\Z")
 
@@ -172,6 +188,38 @@ def read_session(key: bytes, issuer: str, value: str, now: float) -> str | None:
     except UnicodeDecodeError:
         return None
     return subject or None
+
+
+# ---- the form nonce ---------------------------------------------------------------------------
+
+
+def _nonce_mac(key: bytes, issuer: str, payload: str) -> bytes:
+    message = _NONCE_LABEL + issuer.encode("utf-8") + b"\x00" + payload.encode("ascii")
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def sign_form_nonce(key: bytes, issuer: str, random: bytes, expires_at: float) -> str:
+    """A form nonce, valid for `issuer` until `expires_at` (Unix seconds); `random` makes each
+    one unpredictable (16 bytes or more)."""
+    if len(random) < 16:
+        raise ValueError("a form nonce needs at least 16 random bytes")
+    payload = f"{_NONCE_VERSION}.{_b64(random)}.{int(expires_at)}"
+    return f"{payload}.{_b64(_nonce_mac(key, issuer, payload))}"
+
+
+def check_form_nonce(key: bytes, issuer: str, value: str, now: float) -> bool:
+    """Whether `value` is a form nonce signed with `key` for `issuer` and not expired (the MAC
+    compared in constant time)."""
+    parts = value.split(".")
+    if len(value) > MAX_NONCE_LENGTH or len(parts) != 4 or parts[0] != _NONCE_VERSION:
+        return False
+    if not parts[2].isascii() or not parts[2].isdigit() or _unb64(parts[1]) is None:
+        return False
+    mac = _unb64(parts[3])
+    payload = ".".join(parts[:3])
+    if mac is None or not hmac.compare_digest(_nonce_mac(key, issuer, payload), mac):
+        return False
+    return int(parts[2]) > now
 
 
 def cookie_secure(issuer: str) -> bool:

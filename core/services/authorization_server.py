@@ -69,6 +69,23 @@ document's `client_name` together with the host of its URL (the name is self-ass
 host of the redirect URI, with a warning for a loopback redirect (MCP "Localhost Redirect URI
 Risks"). With `consent="auto"` there is no page: that setting is for one local user.
 
+Consent tickets. When a `ConsentCallback` answers "ask", the pending request (subject,
+client, redirect URI, state, scope, resource, PKCE challenge, expiry and a random ticket id)
+travels in the consent page's form as a sealed ticket, `c1.<payload>.<mac>`: the payload is
+base64url JSON and the MAC HMAC-SHA256 under `ticket_key` over a label, the issuer and the
+payload. No node remembers it, so the answer may be posted to any node holding the same key
+(give every node the same `ticket_key`, 32 bytes or more; without one, a key is drawn from the
+`Random` port at startup and only this process accepts its tickets). A MAC, not encryption:
+everything in the ticket came from the user's own browser in the authorization request's URL
+and goes back to it, so there is nothing to hide from the one who holds the page; what matters
+is that no field can be changed or invented, and that is what the MAC refuses. `decide`
+verifies the MAC in constant time, then that the ticket belongs to the signed-in subject (a
+ticket cannot be answered from another user's session: the CSRF defence), then its expiry
+against the `Clock` (`consent_ttl`), then spends it once across nodes through the
+`GrantStore`: a marker record saved under the ticket id, which `save_code` refuses to save
+twice, atomically, on every backend (`_spend_ticket`). A replayed ticket therefore mints no
+second code, whichever node it reaches; a ticket answered "deny" is spent the same way.
+
 Not in this version: a per-family deny-list for access tokens kept by this service (a replayed
 code or a reused refresh token revokes the refresh family; `KeySetVerifier` given the
 `GrantStore` refuses that family's access tokens by their `jti`), a shared (cross-node)
@@ -166,6 +183,8 @@ from mcp_core.ports.tokens import VerifierUnavailable
 
 __all__ = [
     "MAX_CODE_TTL",
+    "MAX_TICKET_LENGTH",
+    "MIN_TICKET_KEY_BYTES",
     "AuthorizationServer",
     "ConsentCallback",
     "ConsentRequest",
@@ -190,7 +209,16 @@ _HTML_HEADERS: Final[tuple[tuple[str, str], ...]] = (
     ("x-content-type-options", "nosniff"),
 )
 _JSON_NO_STORE: Final = (("content-type", "application/json"), *NO_STORE_HEADERS)
-_PENDING_LIMIT: Final = 1_000
+# A sealed consent ticket is carried in the consent page's form, posted back in a body capped
+# at 16 KiB by the ASGI adapter; a request that would need a longer one is refused up front.
+MAX_TICKET_LENGTH: Final = 12 * 1024
+MIN_TICKET_KEY_BYTES: Final = 32
+_TICKET_VERSION: Final = "c1"
+_TICKET_LABEL: Final = b"mcp-core consent ticket v1\x00"
+# The `GrantStore` key of a ticket's single-use marker. Never a 64-digit hex SHA-256, so no
+# code presented at /token can name it (`_hash(code)` is always hex).
+_TICKET_MARKER: Final = "consent-ticket:"
+_B64URL = re.compile(r"[A-Za-z0-9_-]+\Z")
 _SECRET_METHODS: Final = frozenset({"client_secret_basic", "client_secret_post"})
 # Stored with a client ID metadata document's metadata: when to fetch the document again.
 _CIMD_REFRESH_AT: Final = "cimd_refresh_at"
@@ -311,6 +339,8 @@ def _same_url(fetched: str, wanted: str) -> bool:
 
 @attrs.frozen(kw_only=True)
 class _Pending:
+    """An authorization request waiting for the user's consent: what a consent ticket seals."""
+
     subject: str
     client_id: str
     redirect_uri: str
@@ -319,6 +349,86 @@ class _Pending:
     resource: str
     code_challenge: str
     expires_at: float
+    # Random: names the ticket's single-use marker in the `GrantStore`.
+    ticket_id: str = ""
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes | None:
+    if not _B64URL.match(text):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return None
+
+
+def _ticket_mac(key: bytes, issuer: str, payload: str) -> bytes:
+    message = _TICKET_LABEL + issuer.encode("utf-8") + b"\x00" + payload.encode("ascii")
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _seal_ticket(key: bytes, issuer: str, pending: _Pending) -> str:
+    """`c1.<base64url(JSON of the pending request)>.<base64url(HMAC-SHA256)>`; the MAC covers a
+    label, the issuer and the payload, so a ticket is valid only for the server that sealed it
+    and only as a consent ticket."""
+    fields = [
+        pending.ticket_id,
+        pending.subject,
+        pending.client_id,
+        pending.redirect_uri,
+        pending.state,
+        pending.scope,
+        pending.resource,
+        pending.code_challenge,
+        pending.expires_at,
+    ]
+    # ASCII escapes: no longer than the request's own percent-encoding, save control characters.
+    body = json.dumps(fields, separators=(",", ":")).encode("ascii")
+    payload = f"{_TICKET_VERSION}.{_b64url(body)}"
+    return f"{payload}.{_b64url(_ticket_mac(key, issuer, payload))}"
+
+
+def _open_ticket(key: bytes, issuer: str, ticket: str) -> _Pending | None:
+    """The pending request sealed in `ticket` by `key` for `issuer`, or None for anything
+    malformed, too long or whose MAC does not verify (compared in constant time). Expiry and
+    the subject are the caller's to check."""
+    parts = ticket.split(".")
+    if len(ticket) > MAX_TICKET_LENGTH or len(parts) != 3 or parts[0] != _TICKET_VERSION:
+        return None
+    mac = _unb64url(parts[2])
+    payload = f"{parts[0]}.{parts[1]}"
+    if mac is None or not hmac.compare_digest(_ticket_mac(key, issuer, payload), mac):
+        return None
+    raw = _unb64url(parts[1])
+    try:
+        fields = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    # Sealed by us, so well-formed; checked anyway (a key shared with an older release).
+    if not isinstance(fields, list) or len(fields) != 9:
+        return None
+    texts = [fields[i] for i in (0, 1, 2, 3, 5, 6, 7)]
+    state, expires_at = fields[4], fields[8]
+    if not all(isinstance(t, str) for t in texts) or not (state is None or isinstance(state, str)):
+        return None
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+        return None
+    ticket_id, subject, client_id, redirect_uri, scope, resource, challenge = texts
+    return _Pending(
+        ticket_id=ticket_id,
+        subject=subject,
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        state=state,
+        scope=scope,
+        resource=resource,
+        code_challenge=challenge,
+        expires_at=float(expires_at),
+    )
 
 
 def _hash(value: str) -> str:
@@ -449,11 +559,14 @@ class AuthorizationServer:
         ),
         assertion_leeway: float = 30.0,
         max_assertion_replay_entries: int = 100_000,
+        ticket_key: bytes | None = None,
     ) -> None:
         if not 0 < code_ttl <= MAX_CODE_TTL:
             raise ValueError(f"code_ttl is above 0 and at most {MAX_CODE_TTL:g} seconds")
         if access_ttl <= 0 or refresh_ttl <= 0 or consent_ttl <= 0:
             raise ValueError("lifetimes must be positive")
+        if ticket_key is not None and len(ticket_key) < MIN_TICKET_KEY_BYTES:
+            raise ValueError(f"ticket_key is at least {MIN_TICKET_KEY_BYTES} bytes")
         if not 0 <= assertion_leeway <= MAX_LEEWAY:
             raise ValueError(f"assertion_leeway is 0 to {MAX_LEEWAY:g} seconds")
         document_lifetime(
@@ -519,9 +632,11 @@ class AuthorizationServer:
             self._static[static.client_id] = _Client(
                 client_id=static.client_id, metadata=metadata, secret_hash=secret_hash
             )
-        # Consent tickets waiting for the user's answer. In memory: a consent page is answered
-        # by the node that showed it (a multi-node deployment needs sticky consent or auto).
-        self._pending: dict[str, _Pending] = {}
+        # Seals consent tickets (see "Consent tickets" in the module docstring). Drawn here when
+        # not given: tickets then verify only on this node and die with the process.
+        self._ticket_key = (
+            ticket_key if ticket_key is not None else random.token(MIN_TICKET_KEY_BYTES)
+        )
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -758,16 +873,14 @@ class AuthorizationServer:
             return await self._approve(pending)
         if answer == "deny":
             return fail(OAuthError(ACCESS_DENIED, "the user denied the request"))
-        return self._consent_page(pending, request)
+        ticket = _seal_ticket(
+            self._ticket_key, self.issuer, attrs.evolve(pending, ticket_id=self._random(16))
+        )
+        if len(ticket) > MAX_TICKET_LENGTH:
+            return fail(OAuthError(INVALID_REQUEST, "the authorization request is too large"))
+        return self._consent_page(ticket, request)
 
-    def _consent_page(self, pending: _Pending, request: ConsentRequest) -> HttpResponse:
-        now = self.clock.wall()
-        for ticket in [t for t, p in self._pending.items() if p.expires_at < now]:
-            del self._pending[ticket]
-        if len(self._pending) >= _PENDING_LIMIT:
-            return _error_page(503, "Busy", "Too many pending consent requests; try again.")
-        ticket = self._random(32)
-        self._pending[ticket] = pending
+    def _consent_page(self, ticket: str, request: ConsentRequest) -> HttpResponse:
         name = request.client_name or request.client_id
         action = html.escape(urlsplit(self.endpoints["authorize"]).path or "/authorize")
         body = (
@@ -807,19 +920,55 @@ class AuthorizationServer:
         return "".join(parts)
 
     async def decide(self, form: Mapping[str, str], subject: str | None) -> HttpResponse:
-        """The consent page's answer (POST /authorize): the one-time ticket and a decision."""
-        ticket = form.get("consent_ticket", "")
-        pending = self._pending.pop(ticket, None)
+        """The consent page's answer (POST /authorize): the sealed ticket and a decision.
+
+        The ticket must verify under this server's `ticket_key`, belong to the signed-in
+        subject and be unexpired; then it is spent, once across every node sharing the
+        `GrantStore` (`_spend_ticket`), whatever the decision."""
+        pending = _open_ticket(self._ticket_key, self.issuer, form.get("consent_ticket", ""))
         if pending is None or subject is None or pending.subject != subject:
             return _error_page(400, "Expired request", "This consent request is not valid.")
-        if pending.expires_at < self.clock.wall():
+        now = self.clock.wall()
+        if pending.expires_at < now:
             return _error_page(400, "Expired request", "This consent request has expired.")
+        if not await self._spend_ticket(pending, now):
+            return _error_page(400, "Expired request", "This consent request was already answered.")
         if form.get("decision") != "approve":
             params = {"error": ACCESS_DENIED, "iss": self.issuer}
             if pending.state is not None:
                 params["state"] = pending.state
             return _redirect(pending.redirect_uri, params)
         return await self._approve(pending)
+
+    async def _spend_ticket(self, pending: _Pending, now: float) -> bool:
+        """Whether this call is the first to spend the ticket, on any node.
+
+        The single-use marker is a `CodeRecord` saved under `consent-ticket:<ticket id>`:
+        `save_code` refuses a hash already stored (`GrantConflict`) atomically on every
+        backend, so of two posts of one ticket, to one node or to two, exactly one saves it.
+        The key is never a hex SHA-256, so no code presented at /token can reach it, and the
+        record is inert besides (no client, no redirect URI, no PKCE challenge). It lives until
+        the ticket expires (a later post is refused as expired before this is asked) and goes
+        with the codes in `purge`."""
+        marker = _TICKET_MARKER + pending.ticket_id
+        try:
+            await self.grants.save_code(
+                CodeRecord(
+                    code_hash=marker,
+                    client_id="",
+                    redirect_uri="",
+                    resource="",
+                    scope="",
+                    subject=pending.subject,
+                    code_challenge="",
+                    family_id=marker,
+                    issued_at=now,
+                    expires_at=pending.expires_at,
+                )
+            )
+        except GrantConflict:
+            return False
+        return True
 
     async def _approve(self, pending: _Pending) -> HttpResponse:
         code = self._random(32)

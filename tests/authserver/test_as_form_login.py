@@ -3,9 +3,9 @@
 The whole flow goes over HTTP through `create_secured_app` (`httpx.ASGITransport`): a client's
 /authorize is sent to /login, a wrong password is refused, the right one sets the session
 cookie and returns to /authorize, which issues a code; the code buys a token that calls a
-tool. Around it: the CSRF nonce (missing, reused, not bound to the browser), `next` (no open
-redirect), the cookie (tampering, expiry, attributes), the failure limits, and consent asked
-on a page that posts back with the cookie. Cookies are sent by hand (the client's jar is
+tool. Around it: the CSRF nonce (missing, forged, expired, not bound to the browser), `next`
+(no open redirect), the cookie (tampering, expiry, attributes), the failure limits, and consent
+asked on a page that posts back with the cookie. Cookies are sent by hand (the client's jar is
 cleared on every request) so that each test says exactly what the browser holds.
 """
 
@@ -30,9 +30,11 @@ from mcp_core.adapters.storage.memory import InMemoryClientStore, InMemoryGrantS
 from mcp_core.adapters.system import SystemRandom
 from mcp_core.core.http.login import (
     FailureLimiter,
+    check_form_nonce,
     cookie_secure,
     read_session,
     safe_next,
+    sign_form_nonce,
     sign_session,
 )
 from mcp_core.core.http.relay_form import NONCE_FIELD, CredentialField
@@ -364,7 +366,8 @@ async def test_consent_asked_on_a_page_that_posts_back_with_the_cookie() -> None
         assert ticket is not None
         form = {"consent_ticket": ticket.group(1), "decision": "approve"}
 
-        # Without the session cookie the answer is not the user's: refused, ticket spent.
+        # Without the session cookie the answer is not the user's: refused (the ticket is
+        # bound to the subject who was shown the page).
         stranger = Browser(browser.http)
         assert (await stranger.request("POST", "/authorize", data=form)).status_code == 400
 
@@ -395,18 +398,41 @@ async def test_a_post_without_a_nonce_is_refused(setup: Setup) -> None:
     assert COOKIE not in set_cookies(answer)
 
 
-async def test_a_nonce_is_spent_on_first_use(setup: Setup) -> None:
+async def test_a_refused_post_renews_the_nonce_and_the_old_one_needs_its_cookie(
+    setup: Setup,
+) -> None:
+    _, login_url = await start(setup)
+    page = await setup.browser.request("GET", login_url)
+    nonce = form_nonce(page.text)
+    data = {NONCE_FIELD: nonce, "username": "alice", "password": "wrong"}
+    refused = await setup.browser.request("POST", login_url, data=data)
+    assert refused.status_code == 200
+    fresh = form_nonce(refused.text)
+    assert fresh != nonce
+    assert setup.browser.cookies[FORM_COOKIE] == fresh
+    # The old nonce with the cookie the browser now holds: not the same value, refused.
+    data = {NONCE_FIELD: nonce, "username": "alice", "password": USERS["alice"]}
+    answer = await setup.browser.request("POST", login_url, data=data)
+    assert answer.status_code == 400
+    assert COOKIE not in set_cookies(answer)
+
+
+async def test_a_nonce_is_not_single_use_but_stays_bound_to_the_browser(setup: Setup) -> None:
+    """Stateless nonces (any node accepts them): the browser holding the form and its cookie
+    may post it again within `form_ttl` (documented: harmless, the credentials are checked
+    again); nobody else can, and the post still goes through the failure limits."""
     _, login_url = await start(setup)
     page = await setup.browser.request("GET", login_url)
     nonce = form_nonce(page.text)
     data = {NONCE_FIELD: nonce, "username": "alice", "password": "wrong"}
     assert (await setup.browser.request("POST", login_url, data=data)).status_code == 200
-    # The same nonce again (with the cookie that held it), now with the right password.
     setup.browser.cookies[FORM_COOKIE] = nonce
     data = {NONCE_FIELD: nonce, "username": "alice", "password": USERS["alice"]}
     answer = await setup.browser.request("POST", login_url, data=data)
-    assert answer.status_code == 400
-    assert COOKIE not in set_cookies(answer)
+    assert answer.status_code == 303
+    assert COOKIE in set_cookies(answer)
+    stranger = Browser(setup.browser.http)
+    assert (await stranger.request("POST", login_url, data=data)).status_code == 400
 
 
 async def test_a_nonce_from_another_browser_is_refused(setup: Setup) -> None:
@@ -661,16 +687,29 @@ async def test_operator_fields_and_the_ports() -> None:
         FormLogin(ISSUER, check, clock=Clock(), random=SystemRandom(), username_field="nope")
 
 
-async def test_pending_forms_are_bounded() -> None:
-    login = FormLogin(ISSUER, verify, clock=Clock(), random=SystemRandom(), max_pending=5)
-    transport = httpx.ASGITransport(app=login)
-    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-        browser = Browser(http)
-        first = await browser.request("GET", "/login")
-        first_nonce = form_nonce(first.text)
-        for _ in range(6):
-            await browser.request("GET", "/login")
-        assert len(login._pending) == 5
-        browser.cookies[FORM_COOKIE] = first_nonce
-        data = {NONCE_FIELD: first_nonce, "username": "alice", "password": USERS["alice"]}
-        assert (await browser.request("POST", "/login", data=data)).status_code == 400
+def test_a_form_nonce_verifies_only_unchanged_for_its_key_issuer_and_lifetime() -> None:
+    key, now = secrets.token_bytes(32), 1_800_000_000.0
+    nonce = sign_form_nonce(key, ISSUER, secrets.token_bytes(32), now + 60)
+    assert check_form_nonce(key, ISSUER, nonce, now)
+    assert check_form_nonce(key, ISSUER, nonce, now + 59.5)
+    assert not check_form_nonce(key, ISSUER, nonce, now + 60)  # expired
+    assert not check_form_nonce(secrets.token_bytes(32), ISSUER, nonce, now)
+    assert not check_form_nonce(key, "https://other.example", nonce, now)
+    version, random_part, expiry, mac = nonce.split(".")
+    forged = [
+        f"{version}.{random_part}.{int(expiry) + 3600}.{mac}",  # a longer life
+        f"{version}.{random_part[:-2]}AA.{expiry}.{mac}",
+        f"{version}.{random_part}.{expiry}.{mac[:-2]}AA",
+        f"v1.{random_part}.{expiry}.{mac}",
+        f"{nonce}.x",
+        "",
+        "f1.." + "9" * 300,
+    ]
+    for value in forged:
+        assert not check_form_nonce(key, ISSUER, value, now), value
+    # A session cookie signed with the same key is not a nonce, nor the other way round.
+    session = sign_session(key, ISSUER, "alice", now + 60)
+    assert not check_form_nonce(key, ISSUER, session, now)
+    assert read_session(key, ISSUER, nonce, now) is None
+    with pytest.raises(ValueError, match="16 random bytes"):
+        sign_form_nonce(key, ISSUER, b"short", now + 60)
