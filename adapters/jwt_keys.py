@@ -51,6 +51,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from mcp_core.adapters.system import SystemClock
+from mcp_core.core.http.sealed import b64url
 from mcp_core.ports.keys import (
     ACCESS_TOKEN_CLAIMS,
     SIGNING_ALGORITHMS,
@@ -88,10 +89,6 @@ _RESERVED_HEADERS: Final = frozenset({"alg", "kid", "jku", "jwk", "x5u", "x5c", 
 _COMPACT_JWS: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 thumbprint: base64url(SHA-256(the required members, sorted, no whitespace))."""
     kty = jwk.get("kty")
@@ -101,7 +98,7 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     canonical = json.dumps(
         {name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True
     )
-    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+    return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 def _public_jwk(private_key: PrivateKey) -> dict[str, Any]:

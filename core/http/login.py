@@ -45,8 +45,6 @@ window and blocks a key that reached its limit until the window ends; it holds a
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
 from collections import OrderedDict
@@ -59,6 +57,7 @@ import attrs
 
 from .messages import HttpResponse
 from .relay_form import NONCE_FIELD, PAGE_HEADERS, CredentialField, _document, _input
+from .sealed import b64url, tag, unb64url
 
 __all__ = [
     "LOOPBACK_NAMES",
@@ -86,7 +85,6 @@ _NONCE_VERSION: Final = "f1"
 _NONCE_LABEL: Final = b"mcp-core login form nonce v1\x00"
 MAX_NONCE_LENGTH: Final = 256
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
-_B64 = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
 # ---- the page ---------------------------------------------------------------------------------
@@ -146,29 +144,15 @@ def safe_next(value: str | None, authorize_path: str) -> str | None:
 # ---- the session cookie -----------------------------------------------------------------------
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes | None:
-    if not _B64.match(text):
-        return None
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError:
-        return None
-
-
 def _mac(key: bytes, issuer: str, payload: str) -> str:
-    message = issuer.encode("utf-8") + b"\x00" + payload.encode("ascii")
-    return _b64(hmac.new(key, message, hashlib.sha256).digest())
+    return b64url(tag(key, b"", issuer, payload))
 
 
 def sign_session(key: bytes, issuer: str, subject: str, expires_at: float) -> str:
     """The cookie value for `subject` until `expires_at` (Unix seconds)."""
     if not subject or len(subject) > MAX_SUBJECT_LENGTH:
         raise ValueError(f"a subject is 1 to {MAX_SUBJECT_LENGTH} characters")
-    payload = f"{_VERSION}.{_b64(subject.encode('utf-8'))}.{int(expires_at)}"
+    payload = f"{_VERSION}.{b64url(subject.encode('utf-8'))}.{int(expires_at)}"
     return f"{payload}.{_mac(key, issuer, payload)}"
 
 
@@ -182,7 +166,7 @@ def read_session(key: bytes, issuer: str, value: str, now: float) -> str | None:
         return None
     if int(parts[2]) <= now:
         return None
-    raw = _unb64(parts[1])
+    raw = unb64url(parts[1])
     try:
         subject = raw.decode("utf-8") if raw is not None else None
     except UnicodeDecodeError:
@@ -193,18 +177,13 @@ def read_session(key: bytes, issuer: str, value: str, now: float) -> str | None:
 # ---- the form nonce ---------------------------------------------------------------------------
 
 
-def _nonce_mac(key: bytes, issuer: str, payload: str) -> bytes:
-    message = _NONCE_LABEL + issuer.encode("utf-8") + b"\x00" + payload.encode("ascii")
-    return hmac.new(key, message, hashlib.sha256).digest()
-
-
 def sign_form_nonce(key: bytes, issuer: str, random: bytes, expires_at: float) -> str:
     """A form nonce, valid for `issuer` until `expires_at` (Unix seconds); `random` makes each
     one unpredictable (16 bytes or more)."""
     if len(random) < 16:
         raise ValueError("a form nonce needs at least 16 random bytes")
-    payload = f"{_NONCE_VERSION}.{_b64(random)}.{int(expires_at)}"
-    return f"{payload}.{_b64(_nonce_mac(key, issuer, payload))}"
+    payload = f"{_NONCE_VERSION}.{b64url(random)}.{int(expires_at)}"
+    return f"{payload}.{b64url(tag(key, _NONCE_LABEL, issuer, payload))}"
 
 
 def check_form_nonce(key: bytes, issuer: str, value: str, now: float) -> bool:
@@ -213,11 +192,11 @@ def check_form_nonce(key: bytes, issuer: str, value: str, now: float) -> bool:
     parts = value.split(".")
     if len(value) > MAX_NONCE_LENGTH or len(parts) != 4 or parts[0] != _NONCE_VERSION:
         return False
-    if not parts[2].isascii() or not parts[2].isdigit() or _unb64(parts[1]) is None:
+    if not parts[2].isascii() or not parts[2].isdigit() or unb64url(parts[1]) is None:
         return False
-    mac = _unb64(parts[3])
+    mac = unb64url(parts[3])
     payload = ".".join(parts[:3])
-    if mac is None or not hmac.compare_digest(_nonce_mac(key, issuer, payload), mac):
+    if mac is None or not hmac.compare_digest(tag(key, _NONCE_LABEL, issuer, payload), mac):
         return False
     return int(parts[2]) > now
 

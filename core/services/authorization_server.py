@@ -110,6 +110,7 @@ import attrs
 import jwt
 
 from mcp_core.core.http.messages import HttpResponse
+from mcp_core.core.http.sealed import b64url, tag, unb64url
 from mcp_core.core.machines.authorization_grant import (
     AuthorizationGrant,
     AuthorizationGrantState,
@@ -218,7 +219,6 @@ _TICKET_LABEL: Final = b"mcp-core consent ticket v1\x00"
 # The `GrantStore` key of a ticket's single-use marker. Never a 64-digit hex SHA-256, so no
 # code presented at /token can name it (`_hash(code)` is always hex).
 _TICKET_MARKER: Final = "consent-ticket:"
-_B64URL = re.compile(r"[A-Za-z0-9_-]+\Z")
 _SECRET_METHODS: Final = frozenset({"client_secret_basic", "client_secret_post"})
 # Stored with a client ID metadata document's metadata: when to fetch the document again.
 _CIMD_REFRESH_AT: Final = "cimd_refresh_at"
@@ -353,24 +353,6 @@ class _Pending:
     ticket_id: str = ""
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes | None:
-    if not _B64URL.match(text):
-        return None
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError:
-        return None
-
-
-def _ticket_mac(key: bytes, issuer: str, payload: str) -> bytes:
-    message = _TICKET_LABEL + issuer.encode("utf-8") + b"\x00" + payload.encode("ascii")
-    return hmac.new(key, message, hashlib.sha256).digest()
-
-
 def _seal_ticket(key: bytes, issuer: str, pending: _Pending) -> str:
     """`c1.<base64url(JSON of the pending request)>.<base64url(HMAC-SHA256)>`; the MAC covers a
     label, the issuer and the payload, so a ticket is valid only for the server that sealed it
@@ -388,8 +370,8 @@ def _seal_ticket(key: bytes, issuer: str, pending: _Pending) -> str:
     ]
     # ASCII escapes: no longer than the request's own percent-encoding, save control characters.
     body = json.dumps(fields, separators=(",", ":")).encode("ascii")
-    payload = f"{_TICKET_VERSION}.{_b64url(body)}"
-    return f"{payload}.{_b64url(_ticket_mac(key, issuer, payload))}"
+    payload = f"{_TICKET_VERSION}.{b64url(body)}"
+    return f"{payload}.{b64url(tag(key, _TICKET_LABEL, issuer, payload))}"
 
 
 def _open_ticket(key: bytes, issuer: str, ticket: str) -> _Pending | None:
@@ -399,11 +381,11 @@ def _open_ticket(key: bytes, issuer: str, ticket: str) -> _Pending | None:
     parts = ticket.split(".")
     if len(ticket) > MAX_TICKET_LENGTH or len(parts) != 3 or parts[0] != _TICKET_VERSION:
         return None
-    mac = _unb64url(parts[2])
+    mac = unb64url(parts[2])
     payload = f"{parts[0]}.{parts[1]}"
-    if mac is None or not hmac.compare_digest(_ticket_mac(key, issuer, payload), mac):
+    if mac is None or not hmac.compare_digest(tag(key, _TICKET_LABEL, issuer, payload), mac):
         return None
-    raw = _unb64url(parts[1])
+    raw = unb64url(parts[1])
     try:
         fields = json.loads(raw) if raw is not None else None
     except ValueError:
@@ -641,7 +623,7 @@ class AuthorizationServer:
     # ---- helpers ------------------------------------------------------------------------
 
     def _random(self, nbytes: int = 32) -> str:
-        return base64.urlsafe_b64encode(self.random.token(nbytes)).rstrip(b"=").decode("ascii")
+        return b64url(self.random.token(nbytes))
 
     def _key_problem(self, metadata: ClientMetadata) -> str | None:
         """Why a private_key_jwt client's keys cannot work here, or None."""

@@ -60,6 +60,7 @@ from urllib.parse import quote, urlencode
 import anyio
 import attrs
 
+from mcp_core.core.http.sealed import b64url
 from mcp_core.ports.http_client import (
     HttpRequester,
     HttpResult,
@@ -217,10 +218,6 @@ class _EffectFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _json_body(result: HttpResult) -> dict[str, Any]:
@@ -462,8 +459,8 @@ class OAuthClient:
             return await self._register(effect)
         if isinstance(effect, PrepareAuthorization):
             return AuthorizationPrepared(
-                code_verifier=_b64url(self._random.token(32)),
-                state=_b64url(self._random.token(32)),
+                code_verifier=b64url(self._random.token(32)),
+                state=b64url(self._random.token(32)),
             )
         if isinstance(effect, OpenAuthorization):
             return await self._open(effect)
@@ -589,7 +586,7 @@ class OAuthClient:
                     "iss": effect.client_id,
                     "sub": effect.client_id,
                     "aud": effect.issuer,
-                    "jti": _b64url(self._random.token(16)),
+                    "jti": b64url(self._random.token(16)),
                     "iat": now,
                     "exp": now + int(ASSERTION_LIFETIME),
                 }
