@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from mcp_core.ports.credentials import StoreUnavailable
-from mcp_core.ports.oauth_stores import CodeRecord
+from mcp_core.ports.oauth_stores import CodeOutcome, CodeRecord, CodeStatus
 from mcp_core.ports.sessions import SessionRecord
 
 __all__ = [
@@ -203,3 +203,17 @@ def parse_event_id(value: str) -> tuple[str, int] | None:
     if not sep or not number.isascii() or not number.isdigit() or len(number) > 18:
         return None
     return stream_id, int(number)
+
+
+def code_outcome(record: CodeRecord | None, *, used: bool, now: float) -> CodeRecord | CodeOutcome:
+    """What the port's `redeem_code` and `peek_code` answer for a stored code (None: not
+    stored), decided the same way on every backend so that a peek always says what a redeem
+    would: an unknown code, one already redeemed (a replay), one past `expires_at`, else the
+    record. A redeem then revokes the family of a replay, or marks the record used."""
+    if record is None:
+        return CodeOutcome(status=CodeStatus.UNKNOWN)
+    if used:
+        return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
+    if now > record.expires_at:
+        return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+    return record

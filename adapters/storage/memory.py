@@ -29,7 +29,7 @@ from mcp_core.ports.oauth_stores import (
 )
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
-from ._sql import check_code_record, check_storable
+from ._sql import check_code_record, check_storable, code_outcome
 
 __all__ = [
     "InMemoryClientStore",
@@ -248,27 +248,17 @@ class InMemoryGrantStore:
 
     async def redeem_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
         check_storable(code_hash)
-        record = self._codes.get(code_hash)
-        if record is None:
-            return CodeOutcome(status=CodeStatus.UNKNOWN)
-        if code_hash in self._used:
-            self._revoked.setdefault(record.family_id, CODE_REPLAYED)
-            return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
-        if now > record.expires_at:
-            return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
-        self._used.add(code_hash)
-        return record
+        outcome = await self.peek_code(code_hash, now)
+        if isinstance(outcome, CodeRecord):
+            self._used.add(code_hash)
+        elif outcome.status is CodeStatus.REPLAYED and outcome.family_id is not None:
+            self._revoked.setdefault(outcome.family_id, CODE_REPLAYED)
+        return outcome
 
     async def peek_code(self, code_hash: str, now: float) -> CodeRecord | CodeOutcome:
         check_storable(code_hash)
         record = self._codes.get(code_hash)
-        if record is None:
-            return CodeOutcome(status=CodeStatus.UNKNOWN)
-        if code_hash in self._used:
-            return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
-        if now > record.expires_at:
-            return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
-        return record
+        return code_outcome(record, used=code_hash in self._used, now=now)
 
     async def create_family(
         self,

@@ -72,6 +72,7 @@ from ._sql import (
     check_code_record,
     check_identifier,
     check_storable,
+    code_outcome,
     decode_session,
     encode_session,
     event_id,
@@ -840,6 +841,13 @@ OAUTH_GRANT_STEPS: tuple[Migration, ...] = (
 )
 
 
+def _code_outcome(row: Any, now: float) -> CodeRecord | CodeOutcome:
+    """The port's answer for a row of `{_CODE_COLUMNS}, used` (None: no such code)."""
+    if row is None:
+        return code_outcome(None, used=False, now=now)
+    return code_outcome(_code_record(row), used=bool(row[10]), now=now)
+
+
 def _code_record(row: Any) -> CodeRecord:
     return CodeRecord(
         code_hash=row[0],
@@ -950,18 +958,15 @@ class PostgresGrantStore(_PostgresStore):
                     f"SELECT {_CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1 FOR UPDATE",
                     code_hash,
                 )
-                if row is None:
-                    return CodeOutcome(status=CodeStatus.UNKNOWN)
-                record = _code_record(row)
-                if row[10]:
-                    await self._revoke(conn, record.family_id, CODE_REPLAYED)
-                    return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
-                if now > record.expires_at:
-                    return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+                outcome = _code_outcome(row, now)
+                if isinstance(outcome, CodeOutcome):
+                    if outcome.status is CodeStatus.REPLAYED and outcome.family_id is not None:
+                        await self._revoke(conn, outcome.family_id, CODE_REPLAYED)
+                    return outcome
                 await conn.execute(
                     f"UPDATE {codes} SET used = true WHERE code_hash = $1", code_hash
                 )
-                return record
+                return outcome
 
         return await self._run(redeem)
 
@@ -974,14 +979,7 @@ class PostgresGrantStore(_PostgresStore):
             row = await conn.fetchrow(
                 f"SELECT {_CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1", code_hash
             )
-            if row is None:
-                return CodeOutcome(status=CodeStatus.UNKNOWN)
-            record = _code_record(row)
-            if row[10]:
-                return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
-            if now > record.expires_at:
-                return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
-            return record
+            return _code_outcome(row, now)
 
         return await self._run(peek)
 

@@ -119,7 +119,7 @@ from mcp_core.ports.oauth_stores import (
 )
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
-from ._sql import check_code_record, check_storable, storable
+from ._sql import check_code_record, check_storable, code_outcome, storable
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -1112,12 +1112,11 @@ class RedisGrantStore(_RedisStore):
             )
         body, family_id, expires_at, used = cast(list[bytes | None], found)
         if body is None or family_id is None or expires_at is None:
-            return CodeOutcome(status=CodeStatus.UNKNOWN)
-        if used is not None and _text(used) == "1":
-            return CodeOutcome(status=CodeStatus.REPLAYED, family_id=_text(family_id))
-        if instant > float(expires_at):
-            return CodeOutcome(status=CodeStatus.EXPIRED, family_id=_text(family_id))
-        return CodeRecord(code_hash=code_hash, **orjson.loads(body))
+            return code_outcome(None, used=False, now=instant)
+        record = CodeRecord(code_hash=code_hash, **orjson.loads(body))
+        # The body's expires_at is the float the `expires_at` field was written from (both
+        # round-trip exactly), so this decides the edge as the redeem script does.
+        return code_outcome(record, used=used is not None and _text(used) == "1", now=instant)
 
     async def create_family(
         self,

@@ -65,6 +65,7 @@ from ._sql import (
     SchemaTooNew,
     check_code_record,
     check_storable,
+    code_outcome,
     decode_session,
     encode_session,
     event_id,
@@ -766,6 +767,13 @@ OAUTH_GRANT_STEPS: tuple[Migration, ...] = (
 )
 
 
+def _code_outcome(row: Any, now: float) -> CodeRecord | CodeOutcome:
+    """The port's answer for a row of `{_CODE_COLUMNS}, used` (None: no such code)."""
+    if row is None:
+        return code_outcome(None, used=False, now=now)
+    return code_outcome(_code(row), used=bool(row[10]), now=now)
+
+
 def _code(row: Sequence[Any]) -> CodeRecord:
     return CodeRecord(
         code_hash=row[0],
@@ -863,21 +871,18 @@ class SqliteGrantStore(_SqliteStore):
                     f"SELECT {_CODE_COLUMNS}, used FROM {_CODES} WHERE code_hash = ?",
                     (code_hash,),
                 ).fetchone()
-                if row is None:
-                    return CodeOutcome(status=CodeStatus.UNKNOWN)
-                record = _code(row)
-                if row[10]:
-                    _revoke_family(conn, record.family_id, CODE_REPLAYED)
-                    return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
-                if now > record.expires_at:
-                    return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
+                outcome = _code_outcome(row, now)
+                if isinstance(outcome, CodeOutcome):
+                    if outcome.status is CodeStatus.REPLAYED and outcome.family_id is not None:
+                        _revoke_family(conn, outcome.family_id, CODE_REPLAYED)
+                    return outcome
                 cursor = conn.execute(
                     f"UPDATE {_CODES} SET used = 1 WHERE code_hash = ? AND used = 0",
                     (code_hash,),
                 )
                 if cursor.rowcount != 1:  # cannot happen under the write lock; never guess
                     raise StoreUnavailable("the code changed under the write lock")
-                return record
+                return outcome
 
         return await self._db.call(redeem)
 
@@ -890,14 +895,7 @@ class SqliteGrantStore(_SqliteStore):
                 f"SELECT {_CODE_COLUMNS}, used FROM {_CODES} WHERE code_hash = ?",
                 (code_hash,),
             ).fetchone()
-            if row is None:
-                return CodeOutcome(status=CodeStatus.UNKNOWN)
-            record = _code(row)
-            if row[10]:
-                return CodeOutcome(status=CodeStatus.REPLAYED, family_id=record.family_id)
-            if now > record.expires_at:
-                return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
-            return record
+            return _code_outcome(row, now)
 
         return await self._db.call(peek)
 
