@@ -82,16 +82,21 @@ _SCHEMES = {
 # ---- the store ----------------------------------------------------------------------------------
 
 
-def _adapter(name: str) -> Any:
-    module_name, class_name, extra = _ADAPTERS[name]
+def _adapter_module(name: str, what: str) -> Any:
+    """The storage module of backend `name`, or a `CliError` saying what to install."""
+    module_name, _, extra = _ADAPTERS[name]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name:
-            raise CliError(f"this mcp-core has no {name} credential store") from None
+            raise CliError(f"this mcp-core has no {name} {what} store") from None
         hint = f": pip install 'mcp-core[{extra}]'" if extra else ""
-        raise CliError(f"the {name} credential store needs {exc.name}{hint}") from None
-    cls = getattr(module, class_name, None)
+        raise CliError(f"the {name} {what} store needs {exc.name}{hint}") from None
+
+
+def _adapter(name: str) -> Any:
+    class_name = _ADAPTERS[name][1]
+    cls = getattr(_adapter_module(name, "credential"), class_name, None)
     if cls is None:
         raise CliError(f"this mcp-core has no {name} credential store ({class_name})")
     return cls
@@ -121,21 +126,28 @@ def open_credential_store(url_or_path: str) -> CredentialStore:
         if store is None:
             store = _MEMORY_STORES[name] = InMemoryCredentialStore()
         return store
+    kind, argument, label = _store_target(spec, "credential")
+    return _build(_adapter(kind), argument, label)
+
+
+def _store_target(spec: str, what: str) -> tuple[str, str, str]:
+    """A spec other than `memory:` as (backend, constructor argument, label for messages)."""
     scheme, sep, _ = spec.partition("://")
     if spec.startswith("sqlite:"):
         path = spec.removeprefix("sqlite://") if sep else spec.removeprefix("sqlite:")
         if not path:
             raise CliError(f"{spec!r} names no file: use sqlite:///absolute/path.sqlite3")
-        return _build(_adapter("sqlite"), os.path.expanduser(path), spec)
+        return "sqlite", os.path.expanduser(path), spec
     if sep:
         kind = _SCHEMES.get(scheme.lower())
         if kind is None:
             raise CliError(
-                f"unknown credential store scheme {scheme!r}: use memory:, sqlite:///path, "
+                f"unknown {what} store scheme {scheme!r}: use memory:, sqlite:///path, "
                 "postgresql://... or redis://..."
             )
-        return _build(_adapter(kind), spec, f"{scheme}://...")
-    return _build(_adapter("sqlite"), os.path.expanduser(spec), spec)
+        # The label, not the URL: a database URL may carry a password.
+        return kind, spec, f"{scheme}://..."
+    return "sqlite", os.path.expanduser(spec), spec
 
 
 def _build(cls: Any, argument: str, label: str) -> CredentialStore:
@@ -176,30 +188,8 @@ def open_oauth_stores(url_or_path: str) -> tuple[ClientStore, GrantStore]:
         if pair is None:
             pair = _MEMORY_OAUTH_STORES[name] = (InMemoryClientStore(), InMemoryGrantStore())
         return pair
-    scheme, sep, _ = spec.partition("://")
-    if spec.startswith("sqlite:"):
-        path = spec.removeprefix("sqlite://") if sep else spec.removeprefix("sqlite:")
-        if not path:
-            raise CliError(f"{spec!r} names no file: use sqlite:///absolute/path.sqlite3")
-        kind, argument, label = "sqlite", os.path.expanduser(path), spec
-    elif sep:
-        found = _SCHEMES.get(scheme.lower())
-        if found is None:
-            raise CliError(
-                f"unknown OAuth store scheme {scheme!r}: use memory:, sqlite:///path, "
-                "postgresql://... or redis://..."
-            )
-        kind, argument, label = found, spec, f"{scheme}://..."
-    else:
-        kind, argument, label = "sqlite", os.path.expanduser(spec), spec
-    module_name, _, extra = _ADAPTERS[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise CliError(f"this mcp-core has no {kind} OAuth store") from None
-        hint = f": pip install 'mcp-core[{extra}]'" if extra else ""
-        raise CliError(f"the {kind} OAuth store needs {exc.name}{hint}") from None
+    kind, argument, label = _store_target(spec, "OAuth")
+    module = _adapter_module(kind, "OAuth")
     client_class, grant_class = (getattr(module, name, None) for name in _OAUTH_CLASSES[kind])
     if client_class is None or grant_class is None:
         raise CliError(f"this mcp-core has no {kind} OAuth store")
