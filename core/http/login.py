@@ -159,7 +159,10 @@ def sign_session(key: bytes, issuer: str, subject: str, expires_at: float) -> st
 def read_session(key: bytes, issuer: str, value: str, now: float) -> str | None:
     """The subject of a cookie value signed with `key` for `issuer` and not expired, else None."""
     parts = value.split(".")
-    if len(parts) != 4 or parts[0] != _VERSION or not parts[2].isdigit() or len(value) > 2048:
+    # ASCII only, as `check_form_nonce` requires: a cookie may carry any latin-1 text.
+    if not value.isascii() or len(value) > 2048:
+        return None
+    if len(parts) != 4 or parts[0] != _VERSION or not parts[2].isdigit():
         return None
     payload = ".".join(parts[:3])
     if not hmac.compare_digest(_mac(key, issuer, payload).encode(), parts[3].encode()):

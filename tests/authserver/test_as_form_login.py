@@ -524,6 +524,8 @@ async def test_a_tampered_or_foreign_cookie_is_nobody(setup: Setup) -> None:
         f"{version}.{subject}.{expires}.{mac[:-2]}AA",  # another MAC
         f"{version}.{subject}.{expires}",
         "",
+        f"{version}.\u00e9.{expires}.{mac}",  # not ASCII (a cookie may carry latin-1)
+        f"{version}.{subject}.\u00b2.{mac}",  # a digit, but not an ASCII one
     ):
         assert await setup.login.authenticate(with_cookie(forged)) is None
     # Signed with another key (another deployment), or for another issuer: nobody.
