@@ -62,8 +62,8 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 RESPONSE_MODES = ("auto", "json", "sse")
 # The bridge and its daemon log through the standard library only, which has no `trace` level.
 BRIDGE_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-# `mcp_core.adapters.daemon.DEFAULT_IDLE_TIMEOUT`, repeated so that reading the configuration
-# does not import the daemon's I/O stack (a test checks the two agree).
+# How long an idle daemon waits before it exits; `mcp_core.adapters.daemon.DEFAULT_IDLE_TIMEOUT`
+# is this value (defined here so that reading the configuration imports no daemon code).
 BRIDGE_IDLE_TIMEOUT = 600.0
 _RECOVERY = RecoveryLimits()
 # The store forms `open_credential_store` (adapters/cli/vault_cmds.py) understands.

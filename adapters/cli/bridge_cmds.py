@@ -159,8 +159,8 @@ def _daemon(args: argparse.Namespace) -> int:
 
 def add_bridge_commands(commands: Any) -> None:
     """Register `bridge` and `daemon` on the CLI's subparsers."""
-    from ..config import BRIDGE_LOG_LEVELS
-    from ..daemon.daemon import DEFAULT_IDLE_TIMEOUT
+    # Not the daemon package: this runs for every command, and config holds the default.
+    from ..config import BRIDGE_IDLE_TIMEOUT, BRIDGE_LOG_LEVELS
 
     bridge = commands.add_parser(
         "bridge",
@@ -220,6 +220,6 @@ def add_bridge_commands(commands: Any) -> None:
 
     daemon = commands.add_parser("daemon", help="(internal) the shared daemon a bridge starts")
     daemon.add_argument("target", nargs="?", metavar="TARGET")
-    daemon.add_argument("--idle-timeout", type=_positive, default=DEFAULT_IDLE_TIMEOUT)
+    daemon.add_argument("--idle-timeout", type=_positive, default=BRIDGE_IDLE_TIMEOUT)
     daemon.add_argument("--log-level", choices=BRIDGE_LOG_LEVELS, default="info")
     daemon.set_defaults(run=_daemon)

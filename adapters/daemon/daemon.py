@@ -34,6 +34,7 @@ import signal
 import sys
 from typing import Any
 
+from mcp_core.adapters.config import BRIDGE_IDLE_TIMEOUT
 from mcp_core.core.services.server import McpServer
 from mcp_core.ports.daemon import DaemonHostError, LockRecord
 
@@ -46,7 +47,7 @@ __all__ = ["DEFAULT_IDLE_TIMEOUT", "daemon_version", "run_daemon"]
 
 log = logging.getLogger("mcp_core.daemon")
 
-DEFAULT_IDLE_TIMEOUT = 600.0
+DEFAULT_IDLE_TIMEOUT = BRIDGE_IDLE_TIMEOUT
 # The route a bridge's probe asks (`LocalDaemonHost`'s default): open without the token.
 HEALTH_PATH = "/healthz"
 
