@@ -90,16 +90,18 @@ class _Model:
 
 
 _Rules = dict[tuple[Any, type], tuple[Rule[Any], ...]]
+# (state, event type) pairs whose one rule stays in the state, unguarded and without effects.
+_Inert = frozenset[tuple[Any, type]]
 # One engine per table, shared by every machine built from it: a `transitions.Machine` costs
 # ~16 KB and ~0.7 ms to build, too much for one per session. Each machine keeps its own tiny
 # `_Model` and fires the shared engine's events on it directly, so the engine keeps no
 # per-machine state and nothing has to be unregistered.
-_ENGINES: dict[int, tuple[_Rules, Machine]] = {}
+_ENGINES: dict[int, tuple[_Rules, Machine, _Inert]] = {}
 
 
 def _engine_for(
     states: type[enum.Enum], table: Table[Any], initial: enum.Enum
-) -> tuple[_Rules, Machine]:
+) -> tuple[_Rules, Machine, _Inert]:
     cached = _ENGINES.get(id(table))
     if cached is not None:
         return cached
@@ -125,10 +127,15 @@ def _engine_for(
                 dest=rule.to.value,
                 conditions=[_destination_is(rule.to.value)],
             )
+    inert = frozenset(
+        key
+        for key, (*others, rule) in rules.items()
+        if not others and rule.to is key[0] and rule.when is None and rule.effects is _no_effects
+    )
     # Tables are module constants; keep them alive with the engine so the id stays theirs.
-    _ENGINES[id(table)] = (rules, engine)
+    _ENGINES[id(table)] = (rules, engine, inert)
     _TABLES_KEPT.append(table)
-    return rules, engine
+    return rules, engine, inert
 
 
 _TABLES_KEPT: list[Table[Any]] = []
@@ -139,10 +146,10 @@ class StateMachine(Generic[S]):
     state. Not thread-safe: drive one machine from one thread (or one task) at a time."""
 
     name: str = "machine"
-    __slots__ = ("_by_value", "_engine", "_model", "_rules", "_state")
+    __slots__ = ("_by_value", "_engine", "_inert", "_model", "_rules", "_state")
 
     def __init__(self, states: type[S], table: Table[S], initial: S) -> None:
-        self._rules, self._engine = _engine_for(states, table, initial)
+        self._rules, self._engine, self._inert = _engine_for(states, table, initial)
         self._by_value = states._value2member_map_
         self._model = _Model(initial.value)
         self._state = initial
@@ -154,6 +161,12 @@ class StateMachine(Generic[S]):
     def allows(self, event_type: type) -> bool:
         """Whether some rule exists for this event type in the current state."""
         return (self._state, event_type) in self._rules
+
+    def inert(self, event_type: type) -> bool:
+        """Whether an event of this type would change nothing now: its table row stays in the
+        current state, with no guard and no effects. A caller on a hot path may skip `handle`
+        for it; the table, not the caller, says when that holds."""
+        return (self._state, event_type) in self._inert
 
     def handle(self, event: object) -> list[Any]:
         rules = self._rules.get((self._state, type(event)))

@@ -430,9 +430,8 @@ class McpServer:
                 raise McpError(errors.METHOD_NOT_FOUND, f"Method not found: {method}")
             feature, handler = entry
             machine = session.machine
-            if machine.state is not SessionState.READY:
-                # In `ready` a request leaves the machine where it is, with no effects (see the
-                # session table), so only the other states pay for the event: they may refuse.
+            if not machine.inert(RequestReceived):
+                # The table's rows that change nothing (a request in `ready`) skip the event.
                 machine.handle(RequestReceived(method=method))
             if feature is not None and feature not in session.server_capabilities:
                 raise McpError(errors.METHOD_NOT_FOUND, f"Method not found: {method}")

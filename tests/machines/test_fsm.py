@@ -132,6 +132,22 @@ def unlocked() -> Turnstile:
     return machine
 
 
+# ---- inert rows -------------------------------------------------------------------------------
+
+
+def test_inert_is_exactly_the_unguarded_self_loop_without_effects() -> None:
+    locked = Turnstile()
+    assert locked.inert(Pushed)  # (L, Pushed): stays, no guard, no effects
+    assert not locked.inert(CoinInserted)  # guarded rules
+    assert not locked.inert(Kicked)  # moves
+    assert not locked.inert(Inspected)  # no rule at all: handle must refuse it
+    assert locked.handle(Pushed()) == []
+    assert locked.state is L
+    opened = unlocked()
+    assert not opened.inert(Pushed)  # (U, Pushed) moves to LOCKED
+    assert not opened.inert(CoinInserted)  # a self-loop, but with effects
+
+
 # ---- guards -----------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from mcp_core.core.machines._fsm import Rule
 from mcp_core.core.machines.session import (
     EVENTS,
     TABLE,
@@ -390,3 +391,18 @@ def test_restored_closed_session_stays_closed() -> None:
     machine = SessionMachine(SessionState.CLOSED)
     with pytest.raises(LocalProtocolError):
         machine.handle(PingReceived())
+
+
+def test_a_request_is_inert_only_where_the_table_says_it_changes_nothing() -> None:
+    """The dispatcher skips `handle` for inert rows (the hot path); the table decides which."""
+    for state in SessionState:
+        machine = SessionMachine(state)
+        rules = TABLE.get((state, RequestReceived))
+        expected = (
+            isinstance(rules, Rule)
+            and rules.to is state
+            and rules.when is None
+            and rules.effects(RequestReceived(method="tools/list")) == []
+        )
+        assert machine.inert(RequestReceived) is expected, state
+    assert SessionMachine(SessionState.READY).inert(RequestReceived)
