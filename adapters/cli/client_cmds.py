@@ -329,13 +329,16 @@ async def _token_storage(stack: contextlib.AsyncExitStack) -> TokenStorage:
             _told = False
 
         return ForThisCommand()
-    from mcp_core.adapters.crypto import CryptographyAead, CryptographyKdf
     from mcp_core.adapters.oauth_client_storage import VaultTokenStorage
-    from mcp_core.adapters.system import SystemClock, SystemRandom
-    from mcp_core.core.services.vault import Vault
     from mcp_core.core.vault.keys import KeyringError, keyring_from_environ
 
-    from .vault_cmds import STORE_VARIABLE, _close, default_store_path, open_credential_store
+    from .vault_cmds import (
+        STORE_VARIABLE,
+        _close,
+        _vault,
+        default_store_path,
+        open_credential_store,
+    )
 
     try:
         keyring = keyring_from_environ(os.environ)
@@ -343,15 +346,7 @@ async def _token_storage(stack: contextlib.AsyncExitStack) -> TokenStorage:
         raise CliError(f"cannot keep OAuth tokens sealed: {exc}") from None
     store = open_credential_store(os.environ.get(STORE_VARIABLE) or default_store_path())
     stack.push_async_callback(_close, store)
-    vault = Vault(
-        store=store,
-        keyring=keyring,
-        aead=CryptographyAead(),
-        kdf=CryptographyKdf(),
-        random=SystemRandom(),
-        clock=SystemClock(),
-    )
-    return VaultTokenStorage(vault)
+    return VaultTokenStorage(_vault(store, keyring))
 
 
 def _run(args: argparse.Namespace, work: Work) -> int:

@@ -32,8 +32,8 @@ import anyio
 from mcp_core.adapters.asgi import create_app
 from mcp_core.adapters.asgi.relay import RelayApp
 from mcp_core.adapters.asgi.secured import create_secured_app
-from mcp_core.adapters.crypto import CryptographyAead, CryptographyKdf
 from mcp_core.adapters.http_client import HttpxClient
+from mcp_core.adapters.jwt_keys import InMemoryKeySet
 from mcp_core.adapters.system import SystemClock, SystemRandom
 from mcp_core.adapters.vault_keyset import VaultKeySet, load_keyset
 from mcp_core.core.services.authorization_server import AuthorizationServer
@@ -46,12 +46,17 @@ from mcp_core.core.services.bootstrap import (
     RemoteRelay,
 )
 from mcp_core.core.services.streamable_http import ResponseMode
-from mcp_core.core.services.vault import Vault
-from mcp_core.core.vault.keys import KeyringError, keyring_from_environ
+from mcp_core.core.vault.keys import Keyring, KeyringError, keyring_from_environ
 
 from ._target import CliError
 from .demo import build_demo_server
-from .vault_cmds import _close, default_store_path, open_credential_store, open_oauth_stores
+from .vault_cmds import (
+    _close,
+    _vault,
+    default_store_path,
+    open_credential_store,
+    open_oauth_stores,
+)
 
 __all__ = ["FORTUNE_FIELDS", "build_demo_app"]
 
@@ -99,17 +104,7 @@ def build_demo_app(
     credential_store = open_credential_store(store_spec)
     server = build_demo_server()
 
-    def vault_on(credentials: Any) -> Vault:
-        return Vault(
-            store=credentials,
-            keyring=keyring,
-            aead=CryptographyAead(),
-            kdf=CryptographyKdf(),
-            random=SystemRandom(),
-            clock=SystemClock(),
-        )
-
-    vault = vault_on(credential_store)
+    vault = _vault(credential_store, keyring)
     bootstrap = CredentialBootstrapService(
         server,
         vault=vault,
@@ -145,7 +140,7 @@ def build_demo_app(
             vault,
             issuer=issuer,
             clock=SystemClock(),
-            initial=_load_keys(vault_on, store_spec, issuer),
+            initial=_load_keys(keyring, store_spec, issuer),
         ),
         clock=SystemClock(),
         random=SystemRandom(),
@@ -165,14 +160,14 @@ def build_demo_app(
     )
 
 
-def _load_keys(vault_on: Any, store_spec: str, issuer: str) -> Any:
+def _load_keys(keyring: Keyring, store_spec: str, issuer: str) -> InMemoryKeySet:
     """The signing keys from the vault, read before the server's event loop exists: through a
     store of their own, closed afterwards (connections belong to the loop that opened them)."""
 
-    async def load() -> Any:
+    async def load() -> InMemoryKeySet:
         store = open_credential_store(store_spec)
         try:
-            return await load_keyset(vault_on(store), issuer=issuer, clock=SystemClock())
+            return await load_keyset(_vault(store, keyring), issuer=issuer, clock=SystemClock())
         finally:
             await _close(store)
 
