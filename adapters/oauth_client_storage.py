@@ -28,8 +28,8 @@ class InMemoryTokenStorage:
     """Grants in a dict, for one process. `saved` counts saves (tests read it)."""
 
     def __init__(self) -> None:
+        # Oldest saved first (a save moves its key to the end): `find` wants the newest.
         self._grants: dict[tuple[str, str], StoredGrant] = {}
-        self._order: list[tuple[str, str]] = []
         self.saved = 0
 
     def __repr__(self) -> str:
@@ -39,24 +39,19 @@ class InMemoryTokenStorage:
         return self._grants.get((issuer, resource))
 
     async def find(self, resource: str) -> StoredGrant | None:
-        for key in reversed(self._order):
-            if key[1] == resource:
-                return self._grants[key]
+        for (_, held), grant in reversed(self._grants.items()):
+            if held == resource:
+                return grant
         return None
 
     async def save(self, grant: StoredGrant) -> None:
         key = (grant.issuer, grant.resource)
+        self._grants.pop(key, None)
         self._grants[key] = grant
-        if key in self._order:
-            self._order.remove(key)
-        self._order.append(key)
         self.saved += 1
 
     async def delete(self, issuer: str, resource: str) -> None:
-        key = (issuer, resource)
-        self._grants.pop(key, None)
-        if key in self._order:
-            self._order.remove(key)
+        self._grants.pop((issuer, resource), None)
 
 
 def _digest(value: str) -> str:

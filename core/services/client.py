@@ -180,12 +180,11 @@ class _Pending:
     before the answer have run when `request` returns.
     """
 
-    __slots__ = ("changed", "done", "method", "outcome", "progress", "reports")
+    __slots__ = ("changed", "method", "outcome", "progress", "reports")
 
     def __init__(self, method: str, progress: ProgressCallback | None) -> None:
         self.method = method
         self.progress = progress
-        self.done = anyio.Event()
         self.changed = anyio.Event()
         self.reports: collections.deque[tuple[float, float | None, str | None]] = (
             collections.deque()
@@ -198,8 +197,11 @@ class _Pending:
 
     def settle(self, outcome: Response | ErrorResponse | Exception) -> None:
         self.outcome = outcome
-        self.done.set()
         self.changed.set()
+
+    @property
+    def settled(self) -> bool:
+        return self.outcome is not None
 
     async def wait(self) -> None:
         """Run the progress callback for each report, in order, until the answer is in."""
@@ -213,7 +215,7 @@ class _Pending:
                     await self.progress(progress, total, message)
                 except Exception:
                     log.exception("the progress callback of %s failed", self.method)
-            if self.done.is_set():
+            if self.settled:
                 return
             await changed.wait()
 
@@ -403,7 +405,7 @@ class ClientSession:
                 await self.transport.send(Request(id=request_id, method=method, params=params))
                 await pending.wait()
         except BaseException as exc:
-            if not pending.done.is_set() and method != "initialize":
+            if not pending.settled and method != "initialize":
                 reason = "timed out" if isinstance(exc, TimeoutError) else "cancelled"
                 await self._send_cancel(request_id, f"{method} {reason} by the client")
             raise
@@ -544,7 +546,7 @@ class ClientSession:
 
     def _settle(self, request_id: RequestId, outcome: Response | ErrorResponse | Exception) -> None:
         pending = self._pending.get(request_id)
-        if pending is None or pending.done.is_set():
+        if pending is None or pending.settled:
             log.debug("ignoring an answer to unknown request %r", request_id)
             return
         pending.settle(outcome)
