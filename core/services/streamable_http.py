@@ -644,11 +644,8 @@ class StreamableHttpService:
             item: Any = first
             while True:
                 if connected and (item is _CLOSE or live.listener is not None):
-                    if head:
-                        connected = await responder.write(head)
-                        head = b""
-                    if connected:
-                        await responder.end_stream()
+                    await responder.end_stream(head)  # a priming event not yet written goes last
+                    head = b""
                     connected = False
                 if item is not _CLOSE:
                     final, message = item
@@ -678,10 +675,8 @@ class StreamableHttpService:
         finally:
             state.live.pop(stream_id, None)
             live.finish()
-            if connected and head:  # nothing followed the priming event (a cancelled request)
-                connected = await responder.write(head)
-            if connected:
-                await responder.end_stream()
+            if connected:  # with the priming event if nothing followed it (a cancelled request)
+                await responder.end_stream(head)
 
     async def _priming_event(self, session: ServerSession, stream_id: str) -> bytes:
         """Store the priming event (2025-11-25+, with resumability on) and return its bytes;
