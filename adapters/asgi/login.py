@@ -300,15 +300,13 @@ class FormLogin:
             error=error,
             values=values or {},
         )
-        binding = "; ".join(
-            [
-                f"{self._nonce_cookie}={nonce}",
-                f"Path={self.login_path}",
-                f"Max-Age={int(self.form_ttl)}",
-                "HttpOnly",
-                "SameSite=Strict",
-                *(["Secure"] if self.secure else []),
-            ]
+        binding = session_cookie(
+            self._nonce_cookie,
+            nonce,
+            path=self.login_path,
+            max_age=int(self.form_ttl),
+            secure=self.secure,
+            same_site="Strict",
         )
         return render_login(page, status=status, extra_headers=(("set-cookie", binding),))
 

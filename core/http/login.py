@@ -216,10 +216,13 @@ def cookie_secure(issuer: str) -> bool:
     raise ValueError("the issuer is https, or http on a loopback host (127.0.0.1, ::1, localhost)")
 
 
-def session_cookie(name: str, value: str, *, path: str, max_age: int, secure: bool) -> str:
-    """A `Set-Cookie` value (RFC 6265 4.1) for the session."""
+def session_cookie(
+    name: str, value: str, *, path: str, max_age: int, secure: bool, same_site: str = "Lax"
+) -> str:
+    """A `Set-Cookie` value (RFC 6265 4.1): the session (`Lax`), or the form nonce's binding
+    (`Strict`)."""
     attributes = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "HttpOnly"]
-    attributes.append("SameSite=Lax")
+    attributes.append(f"SameSite={same_site}")
     if secure:
         attributes.append("Secure")
     return "; ".join(attributes)
