@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -57,15 +56,6 @@ def _positive(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
-
-
-def _logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(level.upper())
 
 
 @attrs.frozen(kw_only=True)
@@ -127,11 +117,12 @@ def _bridge(args: argparse.Namespace) -> int:
     from mcp_core.core.services.supervisor import DaemonSupervisor
 
     from ..daemon import LocalDaemonHost, daemon_version, paths_for, serve_bridge
+    from ..stdio.server import _log_to_stderr
     from ..system import SystemRandom
     from ._target import load_target
 
     plan = plan_bridge(args)
-    _logging(plan.log_level)
+    _log_to_stderr(plan.log_level)
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the client's protocol stream
         target = load_target(args.target)
     server = target.mcp_server
@@ -151,8 +142,9 @@ def _bridge(args: argparse.Namespace) -> int:
 
 def _daemon(args: argparse.Namespace) -> int:
     from ..daemon import run_daemon
+    from ..stdio.server import _log_to_stderr
 
-    _logging(args.log_level)
+    _log_to_stderr(args.log_level)
     run_daemon(args.target, idle_timeout=args.idle_timeout, log_level=args.log_level)
     return 0
 

@@ -38,7 +38,7 @@ from mcp_core.adapters.config import BRIDGE_IDLE_TIMEOUT
 from mcp_core.core.services.server import McpServer
 from mcp_core.ports.daemon import DaemonHostError, LockRecord
 
-from .gate import DaemonGate, IdleMonitor
+from .gate import HEALTH_PATH, DaemonGate, IdleMonitor
 from .host import daemon_alive
 from .lockfile import LockFile
 from .paths import paths_for
@@ -49,7 +49,6 @@ log = logging.getLogger("mcp_core.daemon")
 
 DEFAULT_IDLE_TIMEOUT = BRIDGE_IDLE_TIMEOUT
 # The route a bridge's probe asks (`LocalDaemonHost`'s default): open without the token.
-HEALTH_PATH = "/healthz"
 
 
 def daemon_version(server: McpServer) -> str:

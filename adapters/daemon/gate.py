@@ -39,13 +39,22 @@ from typing import Any
 
 import orjson
 
-__all__ = ["CHALLENGE_HEADER", "PROOF_HEADER", "DaemonGate", "IdleMonitor", "health_proof"]
+__all__ = [
+    "CHALLENGE_HEADER",
+    "HEALTH_PATH",
+    "PROOF_HEADER",
+    "DaemonGate",
+    "IdleMonitor",
+    "health_proof",
+]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# The daemon's health route: the one path the gate leaves open, and the one the host probes.
+HEALTH_PATH = "/healthz"
 CHALLENGE_HEADER = "mcp-core-challenge"
 PROOF_HEADER = "mcp-core-proof"
 _PROOF_CONTEXT = b"mcp-core daemon health v1\x00"
@@ -135,7 +144,7 @@ class DaemonGate:
         token: str,
         path: str,
         idle: IdleMonitor | None,
-        health_path: str = "/healthz",
+        health_path: str = HEALTH_PATH,
     ) -> None:
         if not token:
             raise ValueError("token must not be empty")

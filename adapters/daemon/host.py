@@ -60,7 +60,7 @@ from mcp_core.ports.daemon import (
     UnreadableLock,
 )
 
-from .gate import CHALLENGE_HEADER, PROOF_HEADER, health_proof
+from .gate import CHALLENGE_HEADER, HEALTH_PATH, PROOF_HEADER, health_proof
 from .lockfile import LockFile
 from .paths import DaemonPaths, ensure_private_folder
 
@@ -133,7 +133,7 @@ class LocalDaemonHost:
         command: Sequence[str],
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
-        health_path: str = "/healthz",
+        health_path: str = HEALTH_PATH,
         poll_interval: float = 0.05,
         stop_grace: float = 3.0,
     ) -> None:
