@@ -59,18 +59,21 @@ from mcp_core.core.machines.daemon_recovery import DaemonRecoveryState
 from mcp_core.core.protocol import errors
 from mcp_core.core.protocol.jsonrpc import (
     ErrorResponse,
-    InvalidMessage,
     Message,
     Notification,
     Request,
     RequestId,
     Response,
-    decode,
     error_payload,
-    parse_message,
 )
 from mcp_core.core.services.client import ClientError, Incoming, RequestFailed
-from mcp_core.core.services.stdio import DEFAULT_MAX_LINE_BYTES, ByteSource, LineFramer
+from mcp_core.core.services.stdio import (
+    DEFAULT_MAX_LINE_BYTES,
+    ByteSource,
+    LineTooLong,
+    message_of_line,
+    read_lines,
+)
 from mcp_core.core.services.supervisor import DaemonSupervisor, DaemonUnavailable
 from mcp_core.ports.daemon import DaemonAddress
 
@@ -150,21 +153,8 @@ class StdioBridge:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._watchdog)
-            framer = LineFramer(self._max_line_bytes)
-            while True:
-                try:
-                    chunk = await source.receive()
-                except (anyio.EndOfStream, anyio.ClosedResourceError, OSError):
-                    chunk = b""
-                lines = framer.feed(chunk) if chunk else []
-                if not chunk:
-                    tail = framer.end()
-                    if tail is not None:
-                        lines.append(tail)
-                for line in lines:
-                    await self._from_client(line)
-                if not chunk:
-                    break
+            async for line in read_lines(source, self._max_line_bytes):
+                await self._from_client(line)
             log.info("the client closed stdin: the bridge ends")
             up, self._up = self._up, None
             if up is not None:
@@ -182,23 +172,13 @@ class StdioBridge:
         self._pending.pop(request_id, None)
         await self._write(error_payload(request_id, errors.INTERNAL_ERROR, message))
 
-    async def _from_client(self, line: Any) -> None:
-        if not isinstance(line, bytes):  # LineTooLong
-            await self._write(
-                error_payload(
-                    None,
-                    errors.INVALID_REQUEST,
-                    f"Invalid request: the message is longer than {line.limit} bytes",
-                )
-            )
+    async def _from_client(self, line: bytes | LineTooLong) -> None:
+        # Framed and parsed as the stdio server does (the same answer to a bad line).
+        message = message_of_line(line)
+        if isinstance(message, dict):
+            await self._write(message)
             return
-        if not line.strip():
-            return
-        try:
-            message = parse_message(decode(line))
-        except InvalidMessage as exc:
-            if exc.response is not None:
-                await self._write(exc.response.to_wire())
+        if message is None:
             return
         if isinstance(message, Request):
             if self._unavailable is not None:

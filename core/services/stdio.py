@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import anyio
@@ -53,6 +54,7 @@ from ..protocol import errors
 from ..protocol.jsonrpc import (
     ErrorResponse,
     InvalidMessage,
+    Message,
     Notification,
     Request,
     Response,
@@ -72,6 +74,8 @@ __all__ = [
     "LineTooLong",
     "StdioConfig",
     "StdioService",
+    "message_of_line",
+    "read_lines",
 ]
 
 log = logging.getLogger("mcp_core.stdio")
@@ -183,6 +187,48 @@ class LineFramer:
         tail = bytes(self._buffer)
         self._buffer.clear()
         return tail
+
+
+async def read_lines(source: ByteSource, max_line_bytes: int) -> AsyncIterator[bytes | LineTooLong]:
+    """The lines of `source` (`LineFramer` with `max_line_bytes`), the unterminated last one
+    included, until the input ends or fails (a failure is logged and ends it too)."""
+    framer = LineFramer(max_line_bytes)
+    while True:
+        try:
+            chunk = await source.receive()
+        except _END_OF_INPUT:
+            chunk = b""
+        except OSError as exc:
+            log.warning("reading the input failed (%s): ending the session", exc)
+            return
+        if not chunk:
+            tail = framer.end()
+            if tail is not None:
+                yield tail
+            return
+        for line in framer.feed(chunk):
+            yield line
+
+
+def message_of_line(line: bytes | LineTooLong) -> Message | dict[str, Any] | None:
+    """What one input line is: a message to handle, an error response to write back (an
+    over-long line, or one that is not a valid message but has an answer), or None (a blank
+    line, or an invalid one that gets no answer)."""
+    if isinstance(line, LineTooLong):
+        log.warning("skipped an input line longer than %d bytes", line.limit)
+        return error_payload(
+            None,
+            errors.INVALID_REQUEST,
+            f"Invalid request: the message is longer than {line.limit} bytes",
+            {"maxLineBytes": line.limit},
+        )
+    if not line.strip():
+        return None
+    try:
+        return parse_message(decode(line))
+    except InvalidMessage as exc:
+        log.debug("invalid message: %s", exc.reason)
+        return exc.response.to_wire() if exc.response is not None else None
 
 
 class _PipeWriter:
@@ -312,25 +358,9 @@ class StdioService:
         outbound: _PipeOutbound,
         tg: anyio.abc.TaskGroup,
     ) -> None:
-        framer = LineFramer(self.config.max_line_bytes)
-        while True:
-            try:
-                chunk = await source.receive()
-            except _END_OF_INPUT:
-                chunk = b""
-            except OSError as exc:
-                log.warning("reading the input failed (%s): ending the session", exc)
-                return
-            lines: list[bytes | LineTooLong] = framer.feed(chunk) if chunk else []
-            if not chunk:
-                tail = framer.end()
-                if tail is not None:
-                    lines.append(tail)
-            for line in lines:
-                await self._dispatch(session, line, writer, outbound, tg)
-            if not chunk:
-                log.debug("end of input: closing the session")
-                return
+        async for line in read_lines(source, self.config.max_line_bytes):
+            await self._dispatch(session, line, writer, outbound, tg)
+        log.debug("end of input: closing the session")
 
     async def _dispatch(
         self,
@@ -340,25 +370,11 @@ class StdioService:
         outbound: _PipeOutbound,
         tg: anyio.abc.TaskGroup,
     ) -> None:
-        if isinstance(line, LineTooLong):
-            log.warning("skipped an input line longer than %d bytes", line.limit)
-            await writer.write(
-                error_payload(
-                    None,
-                    errors.INVALID_REQUEST,
-                    f"Invalid request: the message is longer than {line.limit} bytes",
-                    {"maxLineBytes": line.limit},
-                )
-            )
+        message = message_of_line(line)
+        if isinstance(message, dict):
+            await writer.write(message)
             return
-        if not line.strip():
-            return
-        try:
-            message = parse_message(decode(line))
-        except InvalidMessage as exc:
-            log.debug("invalid message: %s", exc.reason)
-            if exc.response is not None:
-                await writer.write(exc.response.to_wire())
+        if message is None:
             return
         if isinstance(message, Request):
             if era_of_request(message.method, message.params) is Era.MODERN:

@@ -237,3 +237,20 @@ async def test_a_cancelled_request_is_not_sent_again_after_a_daemon_restart(
             await anyio.sleep(0.1)
     assert runs.started == {"slow": 1, "echo": 1}
     assert client.answers_to(2) == []
+
+
+async def test_an_over_long_line_is_answered_as_the_stdio_server_answers_it() -> None:
+    """The bridge frames and parses its input with the stdio server's own steps, so a client
+    gets the same error (with `maxLineBytes`) from both."""
+    from mcp_core.core.services.stdio import LineTooLong, message_of_line
+
+    written: list[dict[str, Any]] = []
+
+    async def write(message: dict[str, Any]) -> None:
+        written.append(message)
+
+    bridge = StdioBridge(cast(DaemonSupervisor, object()), write)
+    await bridge._from_client(LineTooLong(64))
+    await bridge._from_client(b"   \n")  # blank: nothing
+    assert written == [message_of_line(LineTooLong(64))]
+    assert written[0]["error"]["data"] == {"maxLineBytes": 64}
