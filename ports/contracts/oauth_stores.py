@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -103,20 +103,9 @@ async def _together(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
 async def _both(
     first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]
 ) -> tuple[A, B]:
-    """Start `first`, then `second`, as two tasks at once; both results."""
-    a: list[A] = []
-    b: list[B] = []
-
-    async def run_first() -> None:
-        a.append(await first())
-
-    async def run_second() -> None:
-        b.append(await second())
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_first)
-        tg.start_soon(run_second)
-    return a[0], b[0]
+    """Start `first`, then `second`, as two tasks at once (`_together`); both results, typed."""
+    a, b = await _together([cast(Callable[[], Awaitable[Any]], first), second])
+    return cast(A, a), cast(B, b)
 
 
 # Text no backend can store: no UTF-8 encoding (a lone surrogate), and NUL (PostgreSQL text).
