@@ -90,17 +90,17 @@ class KeySetVerifier:
 
     async def verify(self, token: str, *, resource: str) -> AccessTokenInfo:
         policy = VerificationPolicy(audience=resource, issuer=self._issuer, leeway=self._leeway)
-        shared = isinstance(self._keyset, SharedKeySet)
-        if shared:
-            await self._keyset.refresh()  # type: ignore[attr-defined]
+        shared = self._keyset if isinstance(self._keyset, SharedKeySet) else None
+        if shared is not None:
+            await shared.refresh()
         try:
             try:
                 claims = verify_access_token(token, self._keyset, policy, now=self._clock.wall())
             except TokenRejected as error:
-                if not (shared and error.reason == "unknown_kid"):
+                if shared is None or error.reason != "unknown_kid":
                     raise
                 # Another node may have rotated: look again (the key set rate-limits this).
-                await self._keyset.refresh(unknown_kid=True)  # type: ignore[attr-defined]
+                await shared.refresh(unknown_kid=True)
                 claims = verify_access_token(token, self._keyset, policy, now=self._clock.wall())
         except TokenRejected as error:
             raise TokenInvalid(error.reason, str(error)) from None

@@ -11,18 +11,18 @@ keys are never on disk in the clear, and `mcp-core keys rotate` re-encrypts it l
 credential.
 
 `load_keyset` reads the record, or makes a new key set and stores it (compare-and-set: two
-nodes booting together agree on one set, the loser reads the winner's).
+nodes booting together agree on one set, the loser reads the winner's). When the current key is
+older than `rotate_after` seconds it rotates: a new current key, the previous one kept for
+`overlap_seconds` (at least the access-token lifetime, so no token outlives the key that
+verifies it), keys past their overlap pruned, and the result written back, again
+compare-and-set. `rotate_keyset` does the same on demand.
 
 `VaultKeySet` is the `SharedKeySet` a running server holds: an `InMemoryKeySet` that
 `refresh()` re-reads from the vault every `refresh_interval` seconds (rotating there when the
 current key is due), and at once (rate-limited) when a token names a key it does not know. So a
 node that rotates publishes the new key to the others within one interval, every node signs with
 the same current key, and a node that never restarts still rotates. A vault that is down at
-refresh time leaves the held keys serving; the next refresh tries again. When the current key is
-older than `rotate_after` seconds it rotates: a new current key, the previous one kept for
-`overlap_seconds` (at least the access-token lifetime, so no token outlives the key that
-verifies it), keys past their overlap pruned, and the result written back, again
-compare-and-set. `rotate_keyset` does the same on demand.
+refresh time leaves the held keys serving; the next refresh tries again.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 KEYSET_SERVER: Final = "mcp-core.authorization-server"
 KEYSET_KIND: Final = "signing-keys"
 _ATTEMPTS: Final = 5
+# The options of `load_keyset` that a `VaultKeySet` passes on at every refresh.
+_LOAD_OPTIONS: Final = ("algorithm", "overlap_seconds", "rotate_after")
 
 
 def _decode(
@@ -154,31 +156,26 @@ class VaultKeySet:
     @classmethod
     async def open(cls, vault: Vault, *, issuer: str, clock: Clock, **options: Any) -> VaultKeySet:
         """Load (or create) the issuer's keys from the vault and hold them."""
-        load_options = {
-            k: v
-            for k, v in options.items()
-            if k in ("algorithm", "overlap_seconds", "rotate_after")
-        }
+        load_options = {k: v for k, v in options.items() if k in _LOAD_OPTIONS}
         initial = await load_keyset(vault, issuer=issuer, clock=clock, **load_options)
         return cls(vault, issuer=issuer, clock=clock, initial=initial, **options)
 
     def __repr__(self) -> str:
         return f"VaultKeySet(issuer={self._issuer!r}, kid={self.current().kid!r})"
 
-    async def refresh(self, *, unknown_kid: bool = False) -> None:
+    def _due(self, unknown_kid: bool) -> bool:
         now = self._clock.now()
-        due = now >= self._next_refresh or (
+        return now >= self._next_refresh or (
             unknown_kid and now >= self._last_attempt + self._unknown_interval
         )
-        if not due:
+
+    async def refresh(self, *, unknown_kid: bool = False) -> None:
+        if not self._due(unknown_kid):
             return
         if self._lock is None:
             self._lock = anyio.Lock()
         async with self._lock:
-            now = self._clock.now()
-            if now < self._next_refresh and (
-                not unknown_kid or now < self._last_attempt + self._unknown_interval
-            ):
+            if not self._due(unknown_kid):
                 return  # another task refreshed while this one waited
             self._last_attempt = self._clock.now()
             self._next_refresh = self._last_attempt + self._interval

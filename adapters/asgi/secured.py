@@ -30,7 +30,7 @@ Everything else `create_app` takes passes through `app_options`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -81,19 +81,12 @@ def create_secured_app(
             authorization,
             authenticator=authenticator if authenticator is not None else LocalUserAuthenticator(),
         )
-        for route in as_app.paths:
-            if route in routes or route == endpoint:
-                raise ValueError(f"{route} is both an authorization server route and another")
-            routes[route] = as_app
+        _mount(routes, endpoint, as_app.paths, as_app, "an authorization server route")
         # An authenticator that is also an ASGI app with `paths` (`FormLogin`: /login,
         # /logout) serves its pages on the same origin, beside the authorization server.
         login_paths = getattr(authenticator, "paths", None)
         if login_paths is not None and callable(authenticator):
-            login_app = cast(AsgiApp, authenticator)
-            for route in login_paths:
-                if route in routes or route == endpoint:
-                    raise ValueError(f"{route} is both a sign-in route and another")
-                routes[route] = login_app
+            _mount(routes, endpoint, login_paths, cast(AsgiApp, authenticator), "a sign-in route")
         if authorization.issuer not in issuers:
             issuers.insert(0, authorization.issuer)
         if verifier is None:
@@ -121,3 +114,13 @@ def create_secured_app(
         protected_paths=(endpoint,),
         server=server,
     )
+
+
+def _mount(
+    routes: dict[str, AsgiApp], endpoint: str, paths: Iterable[str], app: AsgiApp, what: str
+) -> None:
+    """Serve `app` at each of `paths`, refusing a path already taken (or the MCP endpoint)."""
+    for route in paths:
+        if route in routes or route == endpoint:
+            raise ValueError(f"{route} is both {what} and another")
+        routes[route] = app
