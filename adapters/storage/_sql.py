@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from mcp_core.ports.credentials import StoreUnavailable
-from mcp_core.ports.oauth_stores import CodeOutcome, CodeRecord, CodeStatus
+from mcp_core.ports.oauth_stores import CodeOutcome, CodeRecord, CodeStatus, RefreshFamily
 from mcp_core.ports.sessions import SessionRecord
 
 __all__ = [
@@ -217,3 +217,54 @@ def code_outcome(record: CodeRecord | None, *, used: bool, now: float) -> CodeRe
     if now > record.expires_at:
         return CodeOutcome(status=CodeStatus.EXPIRED, family_id=record.family_id)
     return record
+
+
+# ---- the grant store's rows (SQLite and PostgreSQL) -------------------------------------------
+
+CODE_COLUMNS = (
+    "code_hash, client_id, redirect_uri, resource, scope, subject, code_challenge, family_id, "
+    "issued_at, expires_at"
+)
+FAMILY_COLUMNS = (
+    "family_id, subject, client_id, resource, scope, created_at, rotated_at, "
+    "current_token_hash, generation"
+)
+
+
+def decode_code(row: Sequence[Any]) -> CodeRecord:
+    """A row of `CODE_COLUMNS`."""
+    return CodeRecord(
+        code_hash=row[0],
+        client_id=row[1],
+        redirect_uri=row[2],
+        resource=row[3],
+        scope=row[4],
+        subject=row[5],
+        code_challenge=row[6],
+        family_id=row[7],
+        issued_at=row[8],
+        expires_at=row[9],
+    )
+
+
+def code_outcome_of_row(row: Sequence[Any] | None, now: float) -> CodeRecord | CodeOutcome:
+    """`code_outcome` for a row of `CODE_COLUMNS, used` (None: no such code)."""
+    if row is None:
+        return code_outcome(None, used=False, now=now)
+    return code_outcome(decode_code(row), used=bool(row[10]), now=now)
+
+
+def decode_family(row: Sequence[Any], reason: str | None) -> RefreshFamily:
+    """A row of `FAMILY_COLUMNS`, revoked for `reason` (None: live)."""
+    return RefreshFamily(
+        family_id=row[0],
+        subject=row[1],
+        client_id=row[2],
+        resource=row[3],
+        scope=row[4],
+        created_at=row[5],
+        rotated_at=row[6],
+        current_token_hash=row[7],
+        generation=int(row[8]),
+        revoked_reason=reason,
+    )

@@ -64,6 +64,8 @@ from mcp_core.ports.oauth_stores import (
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
 from ._sql import (
+    CODE_COLUMNS,
+    FAMILY_COLUMNS,
     SCHEMA_TABLE,
     SESSION_COLUMNS,
     Migration,
@@ -72,7 +74,8 @@ from ._sql import (
     check_code_record,
     check_identifier,
     check_storable,
-    code_outcome,
+    code_outcome_of_row,
+    decode_family,
     decode_session,
     encode_session,
     event_id,
@@ -799,15 +802,6 @@ class PostgresClientStore(_PostgresStore):
         return await self._run(delete)
 
 
-_CODE_COLUMNS = (
-    "code_hash, client_id, redirect_uri, resource, scope, subject, code_challenge, family_id, "
-    "issued_at, expires_at"
-)
-_FAMILY_COLUMNS = (
-    "family_id, subject, client_id, resource, scope, created_at, rotated_at, "
-    "current_token_hash, generation"
-)
-
 OAUTH_GRANT_STEPS: tuple[Migration, ...] = (
     (
         "CREATE TABLE {schema}.mcp_core_oauth_codes ("
@@ -839,43 +833,6 @@ OAUTH_GRANT_STEPS: tuple[Migration, ...] = (
         "ON {schema}.mcp_core_oauth_access_revocations (expires_at)",
     ),
 )
-
-
-def _code_outcome(row: Any, now: float) -> CodeRecord | CodeOutcome:
-    """The port's answer for a row of `{_CODE_COLUMNS}, used` (None: no such code)."""
-    if row is None:
-        return code_outcome(None, used=False, now=now)
-    return code_outcome(_code_record(row), used=bool(row[10]), now=now)
-
-
-def _code_record(row: Any) -> CodeRecord:
-    return CodeRecord(
-        code_hash=row[0],
-        client_id=row[1],
-        redirect_uri=row[2],
-        resource=row[3],
-        scope=row[4],
-        subject=row[5],
-        code_challenge=row[6],
-        family_id=row[7],
-        issued_at=row[8],
-        expires_at=row[9],
-    )
-
-
-def _refresh_family(row: Any, reason: str | None) -> RefreshFamily:
-    return RefreshFamily(
-        family_id=row[0],
-        subject=row[1],
-        client_id=row[2],
-        resource=row[3],
-        scope=row[4],
-        created_at=row[5],
-        rotated_at=row[6],
-        current_token_hash=row[7],
-        generation=int(row[8]),
-        revoked_reason=reason,
-    )
 
 
 class PostgresGrantStore(_PostgresStore):
@@ -936,7 +893,7 @@ class PostgresGrantStore(_PostgresStore):
 
         async def save(conn: Any) -> bool:
             done = await conn.fetchval(
-                f"INSERT INTO {codes} ({_CODE_COLUMNS}) "
+                f"INSERT INTO {codes} ({CODE_COLUMNS}) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
                 "ON CONFLICT DO NOTHING RETURNING 1",
                 *row,
@@ -955,10 +912,10 @@ class PostgresGrantStore(_PostgresStore):
         async def redeem(conn: Any) -> CodeRecord | CodeOutcome:
             async with conn.transaction():
                 row = await conn.fetchrow(
-                    f"SELECT {_CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1 FOR UPDATE",
+                    f"SELECT {CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1 FOR UPDATE",
                     code_hash,
                 )
-                outcome = _code_outcome(row, now)
+                outcome = code_outcome_of_row(row, now)
                 if isinstance(outcome, CodeOutcome):
                     if outcome.status is CodeStatus.REPLAYED and outcome.family_id is not None:
                         await self._revoke(conn, outcome.family_id, CODE_REPLAYED)
@@ -977,9 +934,9 @@ class PostgresGrantStore(_PostgresStore):
         async def peek(conn: Any) -> CodeRecord | CodeOutcome:
             # A plain SELECT: no row lock, so a peek never queues behind (or delays) a redeem.
             row = await conn.fetchrow(
-                f"SELECT {_CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1", code_hash
+                f"SELECT {CODE_COLUMNS}, used FROM {codes} WHERE code_hash = $1", code_hash
             )
-            return _code_outcome(row, now)
+            return code_outcome_of_row(row, now)
 
         return await self._run(peek)
 
@@ -1014,7 +971,7 @@ class PostgresGrantStore(_PostgresStore):
                 if await self._reason(conn, family_id) is not None:
                     raise GrantConflict(f"family {family_id!r} was revoked")
                 created = await conn.fetchval(
-                    f"INSERT INTO {families} ({_FAMILY_COLUMNS}) "
+                    f"INSERT INTO {families} ({FAMILY_COLUMNS}) "
                     "VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 0) "
                     "ON CONFLICT DO NOTHING RETURNING 1",
                     family_id,
@@ -1055,21 +1012,21 @@ class PostgresGrantStore(_PostgresStore):
                     # The lock that serialises every rotation of this family; what follows
                     # reads after the previous holder committed (READ COMMITTED).
                     row = await conn.fetchrow(
-                        f"SELECT {_FAMILY_COLUMNS} FROM {families} WHERE family_id = $1 FOR UPDATE",
+                        f"SELECT {FAMILY_COLUMNS} FROM {families} WHERE family_id = $1 FOR UPDATE",
                         family_id,
                     )
                 if row is None:  # unknown, or purged meanwhile
                     return RefreshOutcome(status=RefreshStatus.UNKNOWN)
                 reason = await self._reason(conn, family_id)
                 if reason is not None:
-                    family = _refresh_family(row, reason)
+                    family = decode_family(row, reason)
                     return RefreshOutcome(status=RefreshStatus.REVOKED, family=family)
                 if row[7] != token_hash:
                     if await self._revoke(conn, family_id, REFRESH_REUSED):
-                        family = _refresh_family(row, REFRESH_REUSED)
+                        family = decode_family(row, REFRESH_REUSED)
                         return RefreshOutcome(status=RefreshStatus.REUSED, family=family)
                     # Revoked by someone else (a code replay, an operator) just now.
-                    family = _refresh_family(row, await self._reason(conn, family_id))
+                    family = decode_family(row, await self._reason(conn, family_id))
                     return RefreshOutcome(status=RefreshStatus.REVOKED, family=family)
                 stored = await conn.fetchval(
                     f"INSERT INTO {tokens} (token_hash, family_id) VALUES ($1, $2) "
@@ -1082,13 +1039,13 @@ class PostgresGrantStore(_PostgresStore):
                 rotated = await conn.fetchrow(
                     f"UPDATE {families} SET current_token_hash = $2, "
                     "generation = generation + 1, rotated_at = $3 WHERE family_id = $1 "
-                    f"RETURNING {_FAMILY_COLUMNS}",
+                    f"RETURNING {FAMILY_COLUMNS}",
                     family_id,
                     new_token_hash,
                     float(now),
                 )
                 return RefreshOutcome(
-                    status=RefreshStatus.ROTATED, family=_refresh_family(rotated, None)
+                    status=RefreshStatus.ROTATED, family=decode_family(rotated, None)
                 )
 
         return await self._run(rotate)
@@ -1104,11 +1061,11 @@ class PostgresGrantStore(_PostgresStore):
 
         async def family(conn: Any) -> RefreshFamily | None:
             row = await conn.fetchrow(
-                f"SELECT {_FAMILY_COLUMNS}, r.reason FROM {families} "
+                f"SELECT {FAMILY_COLUMNS}, r.reason FROM {families} "
                 f"LEFT JOIN {revocations} AS r USING (family_id) WHERE family_id = $1",
                 family_id,
             )
-            return None if row is None else _refresh_family(row, row[9])
+            return None if row is None else decode_family(row, row[9])
 
         return await self._run(family)
 

@@ -59,13 +59,16 @@ from mcp_core.ports.oauth_stores import (
 from mcp_core.ports.sessions import SessionLimitReached, SessionRecord
 
 from ._sql import (
+    CODE_COLUMNS,
+    FAMILY_COLUMNS,
     SCHEMA_TABLE,
     SESSION_COLUMNS,
     Migration,
     SchemaTooNew,
     check_code_record,
     check_storable,
-    code_outcome,
+    code_outcome_of_row,
+    decode_family,
     decode_session,
     encode_session,
     event_id,
@@ -723,15 +726,7 @@ class SqliteClientStore(_SqliteStore):
 
 
 _CODES = "mcp_core_oauth_codes"
-_CODE_COLUMNS = (
-    "code_hash, client_id, redirect_uri, resource, scope, subject, code_challenge, family_id, "
-    "issued_at, expires_at"
-)
 _FAMILIES = "mcp_core_oauth_families"
-_FAMILY_COLUMNS = (
-    "family_id, subject, client_id, resource, scope, created_at, rotated_at, "
-    "current_token_hash, generation"
-)
 _REFRESH = "mcp_core_oauth_refresh_tokens"
 _FAMILY_REVOCATIONS = "mcp_core_oauth_family_revocations"
 _ACCESS_REVOCATIONS = "mcp_core_oauth_access_revocations"
@@ -767,48 +762,13 @@ OAUTH_GRANT_STEPS: tuple[Migration, ...] = (
 )
 
 
-def _code_outcome(row: Any, now: float) -> CodeRecord | CodeOutcome:
-    """The port's answer for a row of `{_CODE_COLUMNS}, used` (None: no such code)."""
-    if row is None:
-        return code_outcome(None, used=False, now=now)
-    return code_outcome(_code(row), used=bool(row[10]), now=now)
-
-
-def _code(row: Sequence[Any]) -> CodeRecord:
-    return CodeRecord(
-        code_hash=row[0],
-        client_id=row[1],
-        redirect_uri=row[2],
-        resource=row[3],
-        scope=row[4],
-        subject=row[5],
-        code_challenge=row[6],
-        family_id=row[7],
-        issued_at=row[8],
-        expires_at=row[9],
-    )
-
-
 def _family(conn: sqlite3.Connection, family_id: str) -> RefreshFamily | None:
     row = conn.execute(
-        f"SELECT {_FAMILY_COLUMNS}, r.reason FROM {_FAMILIES} AS f "
+        f"SELECT {FAMILY_COLUMNS}, r.reason FROM {_FAMILIES} AS f "
         f"LEFT JOIN {_FAMILY_REVOCATIONS} AS r USING (family_id) WHERE family_id = ?",
         (family_id,),
     ).fetchone()
-    if row is None:
-        return None
-    return RefreshFamily(
-        family_id=row[0],
-        subject=row[1],
-        client_id=row[2],
-        resource=row[3],
-        scope=row[4],
-        created_at=row[5],
-        rotated_at=row[6],
-        current_token_hash=row[7],
-        generation=row[8],
-        revoked_reason=row[9],
-    )
+    return None if row is None else decode_family(row, row[9])
 
 
 def _revoke_family(conn: sqlite3.Connection, family_id: str, reason: str) -> bool:
@@ -853,7 +813,7 @@ class SqliteGrantStore(_SqliteStore):
 
         def save(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
-                f"INSERT INTO {_CODES} ({_CODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO {_CODES} ({CODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
                 row,
             )
@@ -868,10 +828,10 @@ class SqliteGrantStore(_SqliteStore):
         def redeem(conn: sqlite3.Connection) -> CodeRecord | CodeOutcome:
             with _immediate(conn):
                 row = conn.execute(
-                    f"SELECT {_CODE_COLUMNS}, used FROM {_CODES} WHERE code_hash = ?",
+                    f"SELECT {CODE_COLUMNS}, used FROM {_CODES} WHERE code_hash = ?",
                     (code_hash,),
                 ).fetchone()
-                outcome = _code_outcome(row, now)
+                outcome = code_outcome_of_row(row, now)
                 if isinstance(outcome, CodeOutcome):
                     if outcome.status is CodeStatus.REPLAYED and outcome.family_id is not None:
                         _revoke_family(conn, outcome.family_id, CODE_REPLAYED)
@@ -892,10 +852,10 @@ class SqliteGrantStore(_SqliteStore):
         def peek(conn: sqlite3.Connection) -> CodeRecord | CodeOutcome:
             # One SELECT: a consistent snapshot, and no write lock taken.
             row = conn.execute(
-                f"SELECT {_CODE_COLUMNS}, used FROM {_CODES} WHERE code_hash = ?",
+                f"SELECT {CODE_COLUMNS}, used FROM {_CODES} WHERE code_hash = ?",
                 (code_hash,),
             ).fetchone()
-            return _code_outcome(row, now)
+            return code_outcome_of_row(row, now)
 
         return await self._db.call(peek)
 
@@ -924,7 +884,7 @@ class SqliteGrantStore(_SqliteStore):
                 if _token_stored(conn, first_token_hash):
                     raise GrantConflict("the refresh token hash is already stored")
                 conn.execute(
-                    f"INSERT INTO {_FAMILIES} ({_FAMILY_COLUMNS}) "
+                    f"INSERT INTO {_FAMILIES} ({FAMILY_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                     (family_id, subject, client_id, resource, scope, now, now, first_token_hash),
                 )
